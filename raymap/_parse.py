@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import re
 
-_UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 10**3, "KIB": 2**10, "M": 2**20, "MB": 10**6, "MIB": 2**20,
-          "G": 2**30, "GB": 10**9, "GIB": 2**30, "T": 2**40, "TB": 10**12, "TIB": 2**40}  # fmt: skip
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 2**10,
+    "KB": 10**3,
+    "KIB": 2**10,
+    "M": 2**20,
+    "MB": 10**6,
+    "MIB": 2**20,
+    "G": 2**30,
+    "GB": 10**9,
+    "GIB": 2**30,
+    "T": 2**40,
+    "TB": 10**12,
+    "TIB": 2**40,
+}
 
 
 def parse_bytes(value: int | float | str, name: str = "memory_budget") -> int:

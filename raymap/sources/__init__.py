@@ -35,9 +35,13 @@ __all__ = [
 
 
 def open_source(
-    data: Any, *, column: str = "emb", use_rep: str = "X_pca", filter: Filter = None,
+    data: Any,
+    *,
+    column: str = "emb",
+    use_rep: str = "X_pca",
+    filter: Filter = None,
     array: str | None = None,
-) -> EmbeddingSource:  # fmt: skip
+) -> EmbeddingSource:
     """Pick the source for ``data``: a path (by suffix / folder content), an array, AnnData or a source.
 
     ``column`` names a Parquet embedding column, ``use_rep`` an AnnData ``obsm`` key (or ``"X"``),
@@ -52,9 +56,7 @@ def open_source(
         meta = {c: data.obs[c].to_numpy() for c in data.obs.columns}
         return ArraySource(np.asarray(rep), meta, name=f"AnnData obsm[{use_rep!r}]")
     if not isinstance(data, str | os.PathLike):
-        raise ValueError(
-            f"cannot read embeddings from {type(data).__name__}; pass a path, array or AnnData"
-        )
+        raise ValueError(f"cannot read embeddings from {type(data).__name__}; pass a path, array or AnnData")
     path = os.fspath(data)
     if not os.path.exists(path):
         raise FileNotFoundError(f"input not found: {path}")
@@ -62,13 +64,12 @@ def open_source(
         return AnnDataSource(path, use_rep=use_rep)
     if path.endswith(".npy"):
         return NpySource(path)
-    if os.path.isdir(path) and (os.path.exists(os.path.join(path, "zarr.json"))
-                                or os.path.exists(os.path.join(path, ".zgroup"))):  # fmt: skip
+    if os.path.isdir(path) and (
+        os.path.exists(os.path.join(path, "zarr.json")) or os.path.exists(os.path.join(path, ".zgroup"))
+    ):
         if os.path.isdir(os.path.join(path, "obsm")):
             return AnnDataSource(path, use_rep=use_rep)
         return ZarrSource(path, array=array)
     if path.endswith(".parquet") or os.path.isdir(path):
         return ParquetSource(path, column=column, filter=filter)
-    raise ValueError(
-        f"{path}: unknown input format; expected .parquet (or folder), .zarr, .h5ad or .npy"
-    )
+    raise ValueError(f"{path}: unknown input format; expected .parquet (or folder), .zarr, .h5ad or .npy")

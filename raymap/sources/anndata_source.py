@@ -50,9 +50,7 @@ class AnnDataSource(EmbeddingSource):
             return root["X"]
         if "obsm" not in root or self.use_rep not in root["obsm"]:
             have = sorted(root["obsm"].keys()) if "obsm" in root else []
-            raise ValueError(
-                f"{self.path}: no obsm[{self.use_rep!r}]; obsm keys: {have}, or use_rep='X'"
-            )
+            raise ValueError(f"{self.path}: no obsm[{self.use_rep!r}]; obsm keys: {have}, or use_rep='X'")
         return root["obsm"][self.use_rep]
 
     @staticmethod

@@ -24,8 +24,9 @@ class ArraySource(EmbeddingSource):
 
     kind = "array"
 
-    def __init__(self, array: np.ndarray, metadata: dict[str, np.ndarray] | None = None,
-                 name: str = "in-memory array") -> None:  # fmt: skip
+    def __init__(
+        self, array: np.ndarray, metadata: dict[str, np.ndarray] | None = None, name: str = "in-memory array"
+    ) -> None:
         array = np.asarray(array)
         _check_matrix(array.shape, array.dtype, name)
         self.array = array
@@ -33,9 +34,7 @@ class ArraySource(EmbeddingSource):
         self.metadata = dict(metadata or {})
         for key, col in self.metadata.items():
             if len(col) != len(array):
-                raise ValueError(
-                    f"{name}: metadata column {key!r} has {len(col)} rows, embeddings {len(array)}"
-                )
+                raise ValueError(f"{name}: metadata column {key!r} has {len(col)} rows, embeddings {len(array)}")
 
     @property
     def n_rows(self) -> int:

@@ -86,9 +86,7 @@ class EmbeddingSource(ABC):
 
     def read_column(self, name: str) -> np.ndarray:
         """One metadata column for all rows, in row order."""
-        raise KeyError(
-            f"{self.describe()}: no metadata column {name!r}; available: {self.metadata_columns()}"
-        )
+        raise KeyError(f"{self.describe()}: no metadata column {name!r}; available: {self.metadata_columns()}")
 
     @property
     def dtype(self) -> np.dtype:
@@ -97,9 +95,7 @@ class EmbeddingSource(ABC):
     def read(self, start: int, stop: int, check: bool = True) -> np.ndarray:
         """Rows ``[start, stop)`` as C-contiguous float32; NaN/inf rows raise unless ``check=False``."""
         if not 0 <= start <= stop <= self.n_rows:
-            raise IndexError(
-                f"{self.describe()}: rows [{start}, {stop}) outside [0, {self.n_rows})"
-            )
+            raise IndexError(f"{self.describe()}: rows [{start}, {stop}) outside [0, {self.n_rows})")
         block = np.ascontiguousarray(self._read(start, stop), dtype=np.float32)
         if block.shape != (stop - start, self.dim):
             raise ValueError(
@@ -112,9 +108,7 @@ class EmbeddingSource(ABC):
     def batch_rows_for(self, memory_budget: int | str) -> int:
         """Batch size from a memory budget: whole chunks when they fit, else fewer rows."""
         # 2x: the Arrow/zarr buffer and the float32 copy can coexist while a batch is built.
-        return rows_for_budget(
-            memory_budget, 2 * 4 * self.dim, align=min(self.chunk_rows, self.n_rows)
-        )
+        return rows_for_budget(memory_budget, 2 * 4 * self.dim, align=min(self.chunk_rows, self.n_rows))
 
     def iter_batches(
         self, memory_budget: int | str = "256MiB", batch_rows: int | None = None, check: bool = True
@@ -135,9 +129,7 @@ class EmbeddingSource(ABC):
                 total += ids.size
                 bad.extend(ids[: 10 - len(bad)].tolist())
         if total:
-            raise NonFiniteRowsError(
-                f"{self.describe()}: {total} row(s) hold NaN or inf; first row ids: {bad}"
-            )
+            raise NonFiniteRowsError(f"{self.describe()}: {total} row(s) hold NaN or inf; first row ids: {bad}")
 
     def fingerprint(self) -> str:
         """Content fingerprint: shape plus evenly spaced rows, equal across source kinds."""
@@ -162,9 +154,7 @@ class EmbeddingSource(ABC):
         def read_unit(batch: dict[str, Any]) -> dict[str, np.ndarray]:
             starts, stops = batch["start"], batch["stop"]
             ids = np.concatenate([np.arange(s, e) for s, e in zip(starts, stops, strict=True)])
-            emb = np.concatenate(
-                [source.read(int(s), int(e)) for s, e in zip(starts, stops, strict=True)]
-            )
+            emb = np.concatenate([source.read(int(s), int(e)) for s, e in zip(starts, stops, strict=True)])
             return {"row_id": ids, "emb": emb}
 
         return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(

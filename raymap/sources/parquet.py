@@ -27,9 +27,7 @@ def parse_filter(filter: Filter, schema: pa.Schema, where: str) -> ds.Expression
     if filter is None or isinstance(filter, ds.Expression):
         return filter
     if not isinstance(filter, dict):
-        raise ValueError(
-            f"{where}: filter must be a dict or a pyarrow expression, got {type(filter).__name__}"
-        )
+        raise ValueError(f"{where}: filter must be a dict or a pyarrow expression, got {type(filter).__name__}")
     expr: ds.Expression | None = None
     for name, value in filter.items():
         if name not in schema.names:
@@ -59,11 +57,12 @@ def arrow_to_matrix(column: pa.ChunkedArray | pa.Array, where: str) -> np.ndarra
     for chunk in chunks:
         if isinstance(chunk.type, pa.ExtensionType):
             chunk = chunk.storage
-        if not (pa.types.is_fixed_size_list(chunk.type) or pa.types.is_list(chunk.type)
-                or pa.types.is_large_list(chunk.type)):  # fmt: skip
-            raise ValueError(
-                f"{where}: embedding column must be a list of numbers, got {chunk.type}"
-            )
+        if not (
+            pa.types.is_fixed_size_list(chunk.type)
+            or pa.types.is_list(chunk.type)
+            or pa.types.is_large_list(chunk.type)
+        ):
+            raise ValueError(f"{where}: embedding column must be a list of numbers, got {chunk.type}")
         value_type = chunk.type.value_type
         if not (pa.types.is_floating(value_type) or pa.types.is_integer(value_type)):
             raise ValueError(f"{where}: embedding values must be numeric, got {value_type}")
@@ -107,26 +106,21 @@ class ParquetSource(EmbeddingSource):
 
     kind = "parquet"
 
-    def __init__(
-        self, path: str | os.PathLike[str], column: str = "emb", filter: Filter = None
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str], column: str = "emb", filter: Filter = None) -> None:
         self.path = os.fspath(path)
         if not os.path.exists(self.path):
             raise FileNotFoundError(f"Parquet source not found: {self.path}")
         self.column = column
         dataset = self._dataset()
         if column not in dataset.schema.names:
-            raise ValueError(
-                f"{self.path}: no embedding column {column!r}; columns: {dataset.schema.names}"
-            )
+            raise ValueError(f"{self.path}: no embedding column {column!r}; columns: {dataset.schema.names}")
         self._schema = dataset.schema
         self.filter = parse_filter(filter, dataset.schema, self.path)
         self._pieces = self._plan(dataset)
         self._offsets = np.concatenate([[0], np.cumsum([p.n_rows for p in self._pieces])]).tolist()
         if self.n_rows == 0:
             raise ValueError(
-                f"{self.path}: no rows"
-                + (f" match filter {self.filter}" if self.filter is not None else "")
+                f"{self.path}: no rows" + (f" match filter {self.filter}" if self.filter is not None else "")
             )
         col_type = dataset.schema.field(column).type
         storage = col_type.storage_type if isinstance(col_type, pa.ExtensionType) else col_type
@@ -143,23 +137,15 @@ class ParquetSource(EmbeddingSource):
     def _plan(self, dataset: ds.Dataset) -> list[_Piece]:
         pieces = []
         for fragment in dataset.get_fragments(filter=self.filter):  # prunes partitions
-            for rg in fragment.split_by_row_group(
-                filter=self.filter, schema=dataset.schema
-            ):  # prunes by statistics
-                n = (
-                    rg.row_groups[0].num_rows
-                    if self.filter is None
-                    else self._scan(rg, []).count_rows()
-                )
+            for rg in fragment.split_by_row_group(filter=self.filter, schema=dataset.schema):  # prunes by statistics
+                n = rg.row_groups[0].num_rows if self.filter is None else self._scan(rg, []).count_rows()
                 if n:
                     pieces.append(_Piece(rg.path, rg.row_groups[0].id, n, rg.partition_expression))
         return pieces
 
     def _scan(self, fragment: ds.Fragment, columns: list[str]) -> ds.Scanner:
         # The dataset schema lets the filter name partition columns absent from the file.
-        return ds.Scanner.from_fragment(
-            fragment, schema=self._schema, columns=columns, filter=self.filter
-        )
+        return ds.Scanner.from_fragment(fragment, schema=self._schema, columns=columns, filter=self.filter)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

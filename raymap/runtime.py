@@ -1,0 +1,45 @@
+"""Connecting to Ray: an existing cluster when one is named, else a lean embedded local one."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+
+def ensure_ray(num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+    """Start or join Ray once per process.
+
+    ``RAY_ADDRESS`` (set by ``ray job submit`` and by users) joins that cluster. Otherwise a
+    local cluster starts with the lean settings measured in FIELD-NOTES.md (no dashboard,
+    small object store: raymap moves descriptors, not embeddings, through it).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local clusters only; set on the head too
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if os.environ.get("RAY_ADDRESS"):
+        log.info("joining Ray cluster at %s", os.environ["RAY_ADDRESS"])
+        ray.init(log_to_driver=True)
+        return
+    log.info("starting an embedded local Ray (num_cpus=%s)", num_cpus or os.cpu_count())
+    ray.init(
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        include_dashboard=False,
+        object_store_memory=256 * 2**20,
+        log_to_driver=True,
+        _system_config={"enable_worker_prestart": False, "prestart_worker_first_driver": False},
+    )
+
+
+def cluster_shape() -> tuple[int, int, int]:
+    """``(total CPUs, CPUs of the biggest node, total GPUs)`` of the live cluster."""
+    import ray
+
+    total = ray.cluster_resources()
+    node_cpus = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+    return int(total.get("CPU", 1)), max(node_cpus or [1]), int(total.get("GPU", 0))
