@@ -43,7 +43,7 @@ class AtlasModel:
         n_lineages = max(2, n_types // 4)
         lineage_centers = rng.normal(0, 6.0, (n_lineages, LATENT_DIM))
         lineage_of_type = np.arange(n_types) % n_lineages
-        type_centers = lineage_centers[lineage_of_type] + rng.normal(0, 2.5, (n_types, LATENT_DIM))
+        type_centers = lineage_centers[lineage_of_type] + rng.normal(0, 0.8, (n_types, LATENT_DIM))
         sizes = 1.0 / np.arange(1, n_types + 1) ** 0.8  # unequal type sizes, like real atlases
         sizes = sizes[rng.permutation(n_types)]
         ref_p, query_p = sizes.copy(), sizes.copy()
@@ -65,7 +65,7 @@ class AtlasModel:
     def sample(self, n: int, rng: np.random.Generator, query: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``n`` cells: embeddings (n, dim) float32, type codes, a numeric field."""
         types = rng.choice(len(self.type_centers), size=n, p=self.query_p if query else self.ref_p)
-        z = self.type_centers[types] + rng.normal(0, 0.7, (n, LATENT_DIM))
+        z = self.type_centers[types] + rng.normal(0, 1.0, (n, LATENT_DIM))
         x = z @ self.lift + 1.5 * np.sin(z / 3) @ self.bend + rng.normal(0, 0.3, (n, self.lift.shape[1]))
         if query:
             x += self.batch_shift

@@ -57,7 +57,8 @@ def vote(block: sp.csr_matrix, onehot: sp.csr_matrix, threshold: float = 0.0) ->
     """Weighted vote of one chunk: label code and its score (rows sum to 1); empty rows -> -1, 0."""
     scores = (block @ onehot).toarray()
     labels = scores.argmax(axis=1).astype(np.int32)
-    confidence = scores.max(axis=1).astype(np.float32) if scores.shape[1] else np.zeros(block.shape[0], np.float32)
+    confidence = scores.max(axis=1) if scores.shape[1] else np.zeros(block.shape[0])
+    confidence = np.minimum(confidence, 1.0).astype(np.float32)  # float32 row sums can exceed 1 by an ulp
     labels[(confidence <= 0) | (confidence < threshold)] = -1
     return labels, confidence
 

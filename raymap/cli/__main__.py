@@ -1,0 +1,5 @@
+import sys
+
+from raymap.cli import main
+
+sys.exit(main())

@@ -1,0 +1,40 @@
+"""Pieces shared by subcommands: progress bars and JSON-ish option parsing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+
+def progress_bar() -> Callable[[str, int, int], None]:
+    """A tqdm bar per phase showing rows, rows/s and ETA; the callback ``map(progress=...)`` takes."""
+    from tqdm import tqdm
+
+    bars: dict[str, Any] = {}
+
+    def update(phase: str, done: int, total: int) -> None:
+        bar = bars.get(phase)
+        if bar is None:
+            bar = bars[phase] = tqdm(total=total, desc=phase, unit="rows", unit_scale=True, smoothing=0.1)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def parse_mapping(text: str | None) -> dict[str, Any]:
+    """``cell_type=categorical,score=numeric`` or a JSON object -> dict."""
+    if not text:
+        return {}
+    if text.lstrip().startswith("{"):
+        return dict(json.loads(text))
+    out = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected key=value, got {part!r}")
+        out[key.strip()] = value.strip()
+    return out
