@@ -179,7 +179,7 @@ def plan_pool(
 
     The whole index goes into each actor when it fits the memory budget (replicas then split
     the units); otherwise shards are grouped so each actor's part fits, and units fan out.
-    CPU: one actor per up to 8 cores of a node (faiss threads inside); GPU: one actor per GPU.
+    CPU: one replica per up to 8 cores of a node (faiss threads inside); GPU: one per GPU.
     """
     n = len(manifest.shards)
     if shards_per_actor is None:
@@ -188,14 +188,19 @@ def plan_pool(
         per = max(1, min(shards_per_actor, n))
     groups = [list(range(s, min(s + per, n))) for s in range(0, n, per)]
     threads = max(1, min(node_cpus, 8))
+    slots = total_gpus or max(1, total_cpus // threads)
+    reps = 1 if len(groups) > 1 else max(1, replicas or slots)
+    n_actors = len(groups) * reps
+    # Shares of a CPU/GPU when more actors than devices must coexist (one actor per shard group):
+    # whole-unit requests would leave some actors unschedulable and the burst would wait forever.
+    # On CPU one CPU is reserved per actor while faiss runs `threads` threads: reserving every core
+    # would starve any other task of the cluster (FIELD-NOTES.md deadlock trap).
     if total_gpus:
-        slots, num_cpus, num_gpus = total_gpus, 1.0, 1.0
+        num_cpus, num_gpus = min(1.0, total_cpus / n_actors), min(1.0, total_gpus / n_actors)
     else:
-        # Reserve one CPU per actor but run `threads` faiss threads: reserving every core
-        # would starve any other task of the cluster (FIELD-NOTES.md deadlock trap).
-        slots, num_cpus, num_gpus = max(1, total_cpus // threads), 1.0, 0.0
-    reps = 1 if len(groups) > 1 else (replicas or slots)
-    return PoolPlan(groups, max(1, reps), threads, num_cpus, num_gpus)
+        num_cpus, num_gpus = min(1.0, total_cpus / n_actors), 0.0
+        threads = max(1, min(threads, total_cpus // min(n_actors, total_cpus)))
+    return PoolPlan(groups, reps, threads, num_cpus, num_gpus)
 
 
 class ShardPool:
@@ -213,6 +218,7 @@ class ShardPool:
         backend: str = "auto",
         in_flight: int = 2,
         idle_ttl_s: float = 900.0,
+        start_timeout_s: float = 600.0,
     ) -> None:
         self.plan, self.manifest, self.query = plan, manifest, query
         self.store_path, self.k, self.exclude_self, self.nprobe = (
@@ -222,6 +228,7 @@ class ShardPool:
             nprobe,
         )
         self.backend, self.in_flight, self.idle_ttl_s = backend, in_flight, idle_ttl_s
+        self.start_timeout_s = start_timeout_s
         self.workers: list[Any] = []
         self.reducer: Any = None
 
@@ -257,7 +264,15 @@ class ShardPool:
                     .options(num_cpus=0, max_restarts=3, max_task_retries=3)
                     .remote(self.store_path, self.k, self.exclude_self, self.idle_ttl_s)
                 )
-            backends = ray.get([w.ready.remote() for w in self.workers])
+            try:
+                # Generous: an autoscaler may have to start GPU nodes for these actors first.
+                backends = ray.get([w.ready.remote() for w in self.workers], timeout=self.start_timeout_s)
+            except ray.exceptions.GetTimeoutError:
+                raise RuntimeError(
+                    f"shard pool: {len(self.workers)} actor(s) needing {self.plan.num_cpus} CPU and "
+                    f"{self.plan.num_gpus} GPU each were not scheduled within {self.start_timeout_s:.0f} s; "
+                    f"cluster resources: {ray.cluster_resources()}"
+                ) from None
             log.info(
                 "shard pool: %d actor(s) %s, backend %s, %d thread(s) each%s",
                 len(self.workers),

@@ -40,12 +40,25 @@ def run(args: argparse.Namespace) -> int:
     import raymap
 
     result = raymap.map(
-        args.query, args.reference, args.out, k=args.k, kernel=args.kernel, index=args.index,
-        metric=args.metric, nprobe=args.nprobe, n_shards=args.n_shards, backend=args.backend,
-        memory_budget=args.memory_budget, exclude_self=not args.keep_self, overwrite=args.overwrite,
-        resume=args.resume, transfer=parse_mapping(args.transfer), column=args.column, use_rep=args.use_rep,
+        args.query,
+        args.reference,
+        args.out,
+        k=args.k,
+        kernel=args.kernel,
+        index=args.index,
+        metric=args.metric,
+        nprobe=args.nprobe,
+        n_shards=args.n_shards,
+        backend=args.backend,
+        memory_budget=args.memory_budget,
+        exclude_self=not args.keep_self,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        transfer=parse_mapping(args.transfer),
+        column=args.column,
+        use_rep=args.use_rep,
         progress=progress_bar(),
-    )  # fmt: skip
+    )
     print(json.dumps(result.summary(), indent=2, default=str))
     print(f"mapping store: {result.path}")
     return 0

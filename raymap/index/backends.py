@@ -7,9 +7,10 @@ from typing import Protocol
 
 import numpy as np
 
-from raymap.topk import normalize_rows, sort_rows, to_distances
+from raymap.topk import exact_distances, normalize_rows, sort_rows, to_distances
 
 log = logging.getLogger(__name__)
+EXACT_SPARE = 4  # extra candidates re-ranked exactly by Flat shards
 
 
 class Searcher(Protocol):
@@ -79,6 +80,8 @@ class FaissSearcher:
             self.index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, self.index)
         self.ntotal = int(self.index.ntotal)
         self.row_start, self.metric, self.threads = row_start, metric, threads
+        # Exact indexes keep their vectors: a zero-copy view lets distances be recomputed exactly.
+        self.xb = _flat_vectors(self.index) if not gpu else None
 
     def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         import faiss
@@ -87,10 +90,26 @@ class FaissSearcher:
         faiss.omp_set_num_threads(self.threads)
         if self.metric == "cosine":
             xq = normalize_rows(xq)
-        scores, ids = self.index.search(xq, min(k, self.ntotal))
-        dist = to_distances(scores, ids, self.metric)
+        if self.xb is None:
+            scores, ids = self.index.search(xq, min(k, self.ntotal))
+            dist = to_distances(scores, ids, self.metric)
+        else:
+            # A few spare candidates, re-ranked by exact distances: which of two near-tied rows makes
+            # the k-th place then no longer depends on GEMM rounding (i.e. on the sharding).
+            _, ids = self.index.search(xq, min(k + EXACT_SPARE, self.ntotal))
+            dist = exact_distances(xq, self.xb, ids, self.metric)
         ids = np.where(ids >= 0, ids + self.row_start, ids)
-        return sort_rows(dist, ids)
+        dist, ids = sort_rows(dist, ids)
+        return dist[:, :k], ids[:, :k]
+
+
+def _flat_vectors(index: object) -> np.ndarray | None:
+    """The (ntotal, d) float32 vectors of an IndexFlat, as a view of faiss's memory; else None."""
+    import faiss
+
+    if not isinstance(index, faiss.IndexFlat):
+        return None
+    return faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d)
 
 
 def _is_ivf(index: object) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from raymap._parse import parse_choice
@@ -56,7 +57,7 @@ class IndexSpec:
 def resolve_factory(factory: str, n_rows: int, dim: int) -> str:
     """The concrete factory string: ``auto`` becomes Flat / IVF-Flat / IVF-PQ by ``n_rows``.
 
-    ``nlist`` is about 4·sqrt(n) (a power of two), so each list holds ~sqrt(n)/4 vectors and
+    ``nlist`` is about 4·sqrt(n) (the nearest power of two), so each list holds ~sqrt(n)/4 vectors and
     training needs ~64·nlist rows (faiss warns below 39).
     """
     if factory != "auto":
@@ -69,7 +70,7 @@ def resolve_factory(factory: str, n_rows: int, dim: int) -> str:
         return factory
     if n_rows <= FLAT_MAX_ROWS:
         return "Flat"
-    nlist = 1 << round(4 * n_rows**0.5).bit_length() - 1
+    nlist = 2 ** round(math.log2(4 * n_rows**0.5))
     if n_rows <= IVF_FLAT_MAX_ROWS:
         return f"IVF{nlist},Flat"
     m = next(m for m in (dim // 2, dim // 4, dim) if m and dim % m == 0)
