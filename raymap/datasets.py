@@ -273,7 +273,7 @@ def _thumbnail(i: int, hue: int) -> bytes:
     img = (digits[i % len(digits)] / 16.0 * 255).astype(np.uint8)
     rgb = np.stack([img * ((hue >> s) & 1 or 0.35) for s in (0, 1, 2)], axis=-1).astype(np.uint8)
     buf = io.BytesIO()
-    Image.fromarray(rgb).resize((32, 32), Image.NEAREST).save(buf, format="PNG")
+    Image.fromarray(rgb).resize((32, 32), Image.Resampling.NEAREST).save(buf, format="PNG")
     return buf.getvalue()
 
 

@@ -155,7 +155,7 @@ def map(
             shards_per_actor,
             replicas,
         )
-        attrs = {
+        attrs: dict[str, Any] = {
             "k": k,
             "kernel": kern.name,
             "metric": metric,

@@ -53,7 +53,9 @@ class MappingResult:
 
     def fields(self) -> list[str]:
         """Names of transferred fields."""
-        return sorted(self.store.group["transfer"].group_keys()) if "transfer" in self.store.group else []
+        if "transfer" not in self.store.group:
+            return []
+        return sorted(self.store.group.require_group("transfer").group_keys())
 
     def _field(self, name: str) -> Any:
         if name not in self.fields():

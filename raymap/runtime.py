@@ -8,12 +8,13 @@ import os
 log = logging.getLogger(__name__)
 
 
-def ensure_ray(num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+def ensure_ray(num_cpus: int | None = None, num_gpus: int | None = None, temp_dir: str | None = None) -> None:
     """Start or join Ray once per process.
 
     ``RAY_ADDRESS`` (set by ``ray job submit`` and by users) joins that cluster. Otherwise a
     local cluster starts with the lean settings measured in FIELD-NOTES.md (no dashboard,
-    small object store: raymap moves descriptors, not embeddings, through it).
+    small object store: raymap moves descriptors, not embeddings, through it). ``temp_dir``
+    (or ``RAYMAP_RAY_TEMP_DIR``) keeps several local clusters on one machine apart.
     """
     import ray
 
@@ -32,6 +33,7 @@ def ensure_ray(num_cpus: int | None = None, num_gpus: int | None = None) -> None
         include_dashboard=False,
         object_store_memory=256 * 2**20,
         log_to_driver=True,
+        _temp_dir=temp_dir or os.environ.get("RAYMAP_RAY_TEMP_DIR"),
         _system_config={"enable_worker_prestart": False, "prestart_worker_first_driver": False},
     )
 

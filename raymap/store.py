@@ -20,7 +20,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -51,7 +51,7 @@ class IncompleteStoreError(RuntimeError):
 class MappingStore:
     """A mapping result on disk. Writers (shard actors) open it by path; readers stream chunks."""
 
-    def __init__(self, path: str | os.PathLike[str], mode: str = "r") -> None:
+    def __init__(self, path: str | os.PathLike[str], mode: Literal["r", "r+"] = "r") -> None:
         import zarr
 
         self.path = os.fspath(path)
@@ -64,6 +64,7 @@ class MappingStore:
         if "raymap" not in self.group.attrs:
             raise ValueError(f"{self.path}: a zarr group but not a raymap mapping store")
         self._arrays: dict[str, Any] = {}
+        self._shape: dict[str, Any] = dict(self.group.attrs)  # fixed at creation: read once
 
     # --- creation -------------------------------------------------------------------
     @classmethod
@@ -122,19 +123,19 @@ class MappingStore:
 
     @property
     def n_query(self) -> int:
-        return int(self.group.attrs["n_query"])
+        return int(self._shape["n_query"])
 
     @property
     def n_reference(self) -> int:
-        return int(self.group.attrs["n_reference"])
+        return int(self._shape["n_reference"])
 
     @property
     def k(self) -> int:
-        return int(self.group.attrs["k"])
+        return int(self._shape["k"])
 
     @property
     def chunk_rows(self) -> int:
-        return int(self.group.attrs["chunk_rows"])
+        return int(self._shape["chunk_rows"])
 
     def units(self) -> list[tuple[int, int]]:
         """Row ranges of the work units: one store chunk each, so writers never share a chunk."""

@@ -18,7 +18,8 @@ def ray_cluster():
 
     from raymap.runtime import ensure_ray
 
-    ensure_ray(num_cpus=2)
+    # A temp dir of its own: other local clusters on the machine (the job tests' head) stay apart.
+    ensure_ray(num_cpus=2, temp_dir=f"/tmp/raymap-test-{os.getpid()}")
     yield ray
     ray.shutdown()
 

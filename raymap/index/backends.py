@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -112,7 +112,7 @@ def _flat_vectors(index: object) -> np.ndarray | None:
     return faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d)
 
 
-def _is_ivf(index: object) -> bool:
+def _is_ivf(index: Any) -> bool:
     import faiss
 
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -15,7 +15,7 @@ import pyarrow.fs as pafs
 
 from raymap.sources.base import EmbeddingSource
 
-Filter = ds.Expression | dict[str, Any] | None
+Filter: TypeAlias = ds.Expression | dict[str, Any] | None
 
 
 def parse_filter(filter: Filter, schema: pa.Schema, where: str) -> ds.Expression | None:
