@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(os.environ.get("RAYMAP_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))
 
 
 def machine() -> dict[str, Any]:

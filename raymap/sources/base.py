@@ -132,7 +132,16 @@ class EmbeddingSource(ABC):
             raise NonFiniteRowsError(f"{self.describe()}: {total} row(s) hold NaN or inf; first row ids: {bad}")
 
     def fingerprint(self) -> str:
-        """Content fingerprint: shape plus evenly spaced rows, equal across source kinds."""
+        """Content fingerprint: shape plus evenly spaced rows, equal across source kinds.
+
+        Computed once per source object (each sampled row may cost a row-group read).
+        """
+        cached = getattr(self, "_fingerprint", None)
+        if cached is None:
+            cached = self._fingerprint = self._compute_fingerprint()
+        return cached
+
+    def _compute_fingerprint(self) -> str:
         h = hashlib.blake2b(digest_size=16)
         h.update(np.array([self.n_rows, self.dim], dtype=np.int64).tobytes())
         if self.n_rows:

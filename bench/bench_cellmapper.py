@@ -1,0 +1,120 @@
+"""raymap vs CellMapper (PyPI) end to end: kNN + gauss kernel + label transfer, side by side.
+
+    python -m bench.bench_cellmapper [--quick] [--n N]
+
+Each contender runs in a fresh subprocess that measures its own process tree (driver + Ray),
+on the same demo atlas (reference = query = N cells, 50-D, k = 30, gauss kernel):
+raymap with a Flat index and with ``index="auto"``, CellMapper with its fastest CPU path
+(faiss-cpu IndexFlatL2, ``only_yx=True`` so it computes only query->reference like raymap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bench._harness import measure, write_record
+from bench.bench_overhead import DATA
+
+CONTENDERS = ("raymap-flat", "raymap-auto", "cellmapper-faiss")
+
+
+def _truth(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    import pyarrow.parquet as pq
+
+    truth = pq.read_table(root / "query.parquet", columns=["cell_type"]).column(0).to_numpy(zero_copy_only=False)
+    ref_types = set(pq.read_table(root / "reference.parquet", columns=["cell_type"]).column(0).to_pylist())
+    return truth.astype(str), np.isin(truth, list(ref_types))
+
+
+def run_one(name: str, root: Path, k: int) -> dict[str, float]:
+    """One contender, in this process; returns time, peak tree RSS and accuracy on shared types."""
+    truth, shared = _truth(root)
+    with measure() as m:
+        if name.startswith("raymap"):
+            import raymap
+
+            res = raymap.map(
+                root / "query.parquet",
+                root / "reference.parquet",
+                root / f"{name}.zarr",
+                k=k,
+                kernel="gauss",
+                index="Flat" if name == "raymap-flat" else "auto",
+                overwrite=True,
+                index_dir=root / f"{name}.index",
+                transfer={"cell_type": "categorical"},
+            )
+            pred = res.labels("cell_type")
+        else:
+            import anndata as ad
+            from cellmapper import CellMapper
+
+            query, ref = ad.read_h5ad(root / "query.h5ad"), ad.read_h5ad(root / "reference.h5ad")
+            cm = CellMapper(query, ref)
+            cm.map(
+                obs_keys="cell_type",
+                n_neighbors=k,
+                use_rep="X_pca",
+                knn_method="faiss-cpu",
+                only_yx=True,
+                kernel_method="gauss",
+            )
+            pred = query.obs["cell_type_pred"].astype(str).to_numpy()
+    return {**m, "accuracy": round(float((pred == truth)[shared].mean()), 4)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--n", type=int, default=100_000, help="reference = query cells")
+    ap.add_argument("--k", type=int, default=30)
+    ap.add_argument("--one", choices=CONTENDERS, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.n = 5_000
+    root = DATA / f"cellmapper-{args.n}"
+    if args.one:
+        print(json.dumps(run_one(args.one, root, args.k)))
+        return 0
+    from raymap import datasets
+
+    if not (root / "query.h5ad").exists():
+        datasets.cell_atlas(root, args.n, args.n, formats=("parquet", "h5ad"))
+    figures: dict[str, dict[str, float]] = {}
+    for name in CONTENDERS:
+        cmd = [sys.executable, "-m", "bench.bench_cellmapper", "--one", name, "--n", str(args.n), "--k", str(args.k)]
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+        if out.returncode:
+            figures[name] = {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
+            continue
+        figures[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    cm, flat = figures.get("cellmapper-faiss", {}), figures.get("raymap-flat", {})
+    if "seconds" in cm and "seconds" in flat:
+        figures["ratios_raymap_flat_over_cellmapper"] = {
+            "time": round(flat["seconds"] / cm["seconds"], 3),
+            "peak_rss": round(flat["peak_rss_gib"] / cm["peak_rss_gib"], 3),
+            "accuracy_points": round(100 * (flat["accuracy"] - cm["accuracy"]), 2),
+        }
+    line = f"cellmapper vs raymap at n={args.n:,}: " + "; ".join(
+        f"{k} {v.get('seconds', '?')} s, {v.get('peak_rss_gib', '?')} GiB, acc {v.get('accuracy', v.get('error'))}"
+        for k, v in figures.items()
+        if k in CONTENDERS
+    )
+    write_record(
+        "cellmapper",
+        {"n_ref": args.n, "n_query": args.n, "k": args.k, "kernel": "gauss", "dim": 50},
+        figures,
+        line,
+        args.quick,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
