@@ -105,7 +105,7 @@ class LocalCluster:
         self.stop()
         raise TimeoutError(f"the local Ray head did not serve {self.address} within {START_TIMEOUT_S:.0f} s")
 
-    def stop(self, grace_s: float = 10.0) -> None:
+    def stop(self, grace_s: float = 5.0) -> None:
         """SIGTERM the head's process group, SIGKILL what is left after ``grace_s``; remove the temp dir."""
         if self.process is not None:
             _kill_group(self.process.pid, signal.SIGTERM)
