@@ -70,11 +70,28 @@ def big_expected(ray_cluster, big, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def small_job(client, atlas, tmp_path_factory):
-    """One map job submitted through the Client, finished: (job id, output path)."""
-    out = str(tmp_path_factory.mktemp("small_job") / "m.zarr")
-    job_id = client.submit_map(str(atlas.query["parquet"]), str(atlas.reference["parquet"]), out, **SMALL)
-    assert client.status(job_id) in ("PENDING", "RUNNING", "SUCCEEDED")
+def submitted(client, cluster, atlas, tmp_path_factory):
+    """Jobs submitted together up front, so their start-ups overlap the tests that wait on other jobs."""
+    from ray.job_submission import JobSubmissionClient
+
+    tmp = tmp_path_factory.mktemp("submitted")
+    out = str(tmp / "small.zarr")
+    small = client.submit_map(str(atlas.query["parquet"]), str(atlas.reference["parquet"]), out, **SMALL)
+    assert client.status(small) in ("PENDING", "RUNNING", "SUCCEEDED")
+    bad_config = tmp / "bad.yaml"
+    bad_config.write_text(yaml.safe_dump({"query": str(atlas.query["parquet"]), "out": "x.zarr", "kk": 3}))
+    unknown_key = JobSubmissionClient(cluster.address).submit_job(
+        entrypoint=f"python -m raymap.jobs.map --config {bad_config}", entrypoint_num_cpus=0
+    )
+    missing = tmp / "no" / "such.parquet"
+    missing_input = client.submit_map(str(missing), None, str(tmp / "y.zarr"))
+    return {"small": (small, out), "unknown_key": unknown_key, "missing_input": (missing_input, str(missing))}
+
+
+@pytest.fixture(scope="module")
+def small_job(client, submitted):
+    """The map job submitted through the Client, finished: (job id, output path)."""
+    job_id, out = submitted["small"]
     assert client.wait(job_id, timeout=JOB_TIMEOUT_S) == "SUCCEEDED", client.logs(job_id)
     return job_id, out
 
@@ -90,6 +107,7 @@ def assert_same_mapping(a: str, b: str, transferred: tuple[str, ...] = ()) -> No
         np.testing.assert_array_equal(MappingResult(a).confidence(field), MappingResult(b).confidence(field))
 
 
+@pytest.mark.usefixtures("submitted")
 def test_ray_job_submit_cli_matches_in_process(cluster, atlas, small_expected, tmp_path):
     out = tmp_path / "cli.zarr"
     config = {"query": str(atlas.query["parquet"]), "reference": str(atlas.reference["parquet"]), "out": str(out)}
@@ -163,8 +181,8 @@ def _wait_for_commits(client, job_id: str, out: str, more_than: int = 0) -> int:
     raise TimeoutError(f"job {job_id} committed nothing in {JOB_TIMEOUT_S} s")
 
 
-def test_interrupted_job_resumes_to_identical_output(client, big, big_expected, tmp_path):
-    """Cancel a job, resume it; SIGKILL the resumed job's driver, resume again: same output, nothing partial."""
+def test_interrupted_job_resumes_to_identical_output(client, big, big_expected, tmp_path, capsys):
+    """Cancel a job, resume it; SIGKILL the resumed job's driver, resume again (CLI): same output, nothing partial."""
     out = str(tmp_path / "m.zarr")
     submit = lambda **kw: client.submit_map(str(big.query["parquet"]), str(big.reference["parquet"]), out, **BIG, **kw)  # noqa: E731
     expected = MappingStore(big_expected.path)
@@ -195,33 +213,46 @@ def test_interrupted_job_resumes_to_identical_output(client, big, big_expected, 
             for name in arrays:
                 np.testing.assert_array_equal(store.array(name)[start:stop], expected.array(name)[start:stop])
 
-    third = submit(resume=True)
-    assert client.wait(third, timeout=JOB_TIMEOUT_S) == "SUCCEEDED", client.logs(third)
+    from raymap.cli import main
+
+    flags = ["--k", "15", "--n-shards", "1", "--memory-budget", "4MiB", "--resume", "--wait"]
+    data = ["--query", str(big.query["parquet"]), "--reference", str(big.reference["parquet"]), "--out", out]
+    assert main(["submit", "map", "--address", client.address, *data, *flags]) == 0
+    printed = capsys.readouterr().out
+    third = printed.splitlines()[0]
+    assert f"{third}: SUCCEEDED" in printed and '"phase": "weights"' in printed
     assert "already committed" in client.logs(third)
     assert_same_mapping(out, big_expected.path)
 
 
-def test_bad_input_fails_the_job_with_a_clear_message(client, cluster, atlas, tmp_path):
-    from ray.job_submission import JobSubmissionClient
-
+def test_bad_input_fails_the_job_with_a_clear_message(client, atlas, submitted, tmp_path):
     with pytest.raises(ValueError, match=r"unknown map job config key\(s\) \['kk'\]"):
         client.submit_map(str(atlas.query["parquet"]), None, str(tmp_path / "x.zarr"), kk=3)
 
-    bad_config = tmp_path / "bad.yaml"
-    bad_config.write_text(yaml.safe_dump({"query": str(atlas.query["parquet"]), "out": "x.zarr", "kk": 3}))
-    unknown_key = JobSubmissionClient(cluster.address).submit_job(
-        entrypoint=f"python -m raymap.jobs.map --config {bad_config}", entrypoint_num_cpus=0
-    )
-    missing = tmp_path / "no" / "such.parquet"
-    missing_input = client.submit_map(str(missing), None, str(tmp_path / "y.zarr"))
-
+    unknown_key = submitted["unknown_key"]
     assert client.wait(unknown_key, timeout=JOB_TIMEOUT_S) == "FAILED"
     assert "unknown map job config key(s) ['kk']" in client.logs(unknown_key)
+    missing_input, missing = submitted["missing_input"]
     assert client.wait(missing_input, timeout=JOB_TIMEOUT_S) == "FAILED"
     logs = client.logs(missing_input)
-    assert "raymap map job failed: FileNotFoundError" in logs and str(missing) in logs
+    assert "raymap map job failed: FileNotFoundError" in logs and missing in logs
     with pytest.raises(RuntimeError, match="FAILED"):
         client.result(missing_input)
+
+
+def test_cli_jobs_commands(cluster, small_job, capsys):
+    from raymap.cli import main
+
+    job_id, out = small_job
+    for args, expected in (
+        (["list"], job_id),
+        (["status", job_id], "SUCCEEDED"),
+        (["logs", job_id], f"raymap-result out={out}"),
+        (["progress", job_id], '"phase": "weights"'),
+        (["cancel", job_id], "already finished"),
+    ):
+        assert main(["jobs", args[0], "--address", cluster.address, *args[1:]]) == 0
+        assert expected in capsys.readouterr().out
 
 
 @pytest.mark.timeout(30)
