@@ -21,10 +21,11 @@ from raymap.result import MappingResult
 log = logging.getLogger(__name__)
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 CONNECT_TIMEOUT_S = 5.0
+AGENT_WAIT_S = 60.0
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 KIND, OUT = "raymap_kind", "raymap_out"  # job metadata keys
 # Path-valued job parameters: relative paths are made absolute against the client's working directory.
-PATH_KEYS = ("query", "reference", "out", "index_dir", "source", "data")
+PATH_KEYS = ("query", "reference", "out", "index_dir", "data", "images")
 
 
 class Client:
@@ -107,11 +108,14 @@ class Client:
         config = check_config({"reference": reference, "out": index_dir, **index_kwargs})
         return self._submit("build_index", config)
 
-    def submit_explore(self, source: str, out: str, **explore_kwargs: Any) -> str:
-        """Submit a batch exploration (filter, sample, cluster, project) of ``source``, written to ``out``."""
+    def submit_explore(self, data: str, out: str, **explore_kwargs: Any) -> str:
+        """Submit :func:`raymap.explore.explore` of ``data`` (filter, sample, cluster, project) as a job.
+
+        Every point, with metadata, cluster and 2-D coordinates, is exported to ``out`` (.parquet/.csv).
+        """
         from raymap.jobs.explore import check_config
 
-        config = check_config({"source": source, "out": out, **explore_kwargs})
+        config = check_config({"data": data, "out": out, **explore_kwargs})
         return self._submit("explore", config)
 
     def _submit(self, kind: str, config: dict[str, Any]) -> str:
@@ -119,7 +123,7 @@ class Client:
         with tempfile.TemporaryDirectory(prefix="raymap-job-") as staging:
             with open(os.path.join(staging, "job.json"), "w") as f:
                 json.dump(config, f, indent=2)
-            job_id = self._jobs.submit_job(
+            job_id = self._submit_when_agent_is_up(
                 entrypoint=entrypoint_for(kind, "job.json"),
                 runtime_env={"working_dir": staging, "env_vars": {"PYTHONUNBUFFERED": "1"}},
                 metadata={KIND: kind, OUT: str(config.get("out", ""))},
@@ -127,6 +131,17 @@ class Client:
             )
         log.info("submitted %s job %s to %s", kind, job_id, self.address)
         return str(job_id)
+
+    def _submit_when_agent_is_up(self, **job: Any) -> str:
+        """A head that just started serves HTTP before its job agent registers: retry that one refusal."""
+        deadline = time.monotonic() + AGENT_WAIT_S
+        while True:
+            try:
+                return str(self._jobs.submit_job(**job))
+            except RuntimeError as e:
+                if "No available agent" not in str(e) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(1.0)
 
     # --- follow ------------------------------------------------------------------------
     def status(self, job_id: str) -> str:

@@ -47,6 +47,7 @@ class LocalCluster:
         self.dashboard_port = free_port()
         # Short path: Ray's unix sockets live under it (107-byte limit).
         self.temp_dir = tempfile.mkdtemp(prefix="rmc-", dir="/tmp")
+        self.log_path = Path(self.temp_dir) / "head.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -60,6 +61,11 @@ class LocalCluster:
         return f"{_node_ip()}:{self.gcs_port}"
 
     def start(self) -> LocalCluster:
+        """Launch the head and wait until its job server answers."""
+        return self.launch().wait_ready()
+
+    def launch(self) -> LocalCluster:
+        """Launch the head without waiting (overlap its start-up with other work; then :meth:`wait_ready`)."""
         cmd = [
             str(Path(sys.executable).with_name("ray")),
             "start",
@@ -87,18 +93,23 @@ class LocalCluster:
         }
         for name in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
             env.pop(name, None)  # a head never joins another cluster
-        log_path = Path(self.temp_dir) / "head.log"
-        with open(log_path, "wb") as out:
+        with open(self.log_path, "wb") as out:
             self.process = subprocess.Popen(
                 cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )
-        log.info("starting a local Ray head (job server %s, log %s)", self.address, log_path)
+        log.info("starting a local Ray head (job server %s, log %s)", self.address, self.log_path)
+        return self
+
+    def wait_ready(self) -> LocalCluster:
+        if self.process is None:
+            raise RuntimeError("the local Ray head was not launched (call launch() or start())")
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-2000:]
+            code = self.process.poll()
+            if code is not None:
+                tail = self.log_path.read_text(errors="replace")[-2000:]
                 self.stop()
-                raise RuntimeError(f"ray start exited with code {self.process.returncode}:\n{tail}")
+                raise RuntimeError(f"ray start exited with code {code}:\n{tail}")
             if _job_server_up(self.address):
                 return self
             time.sleep(0.5)

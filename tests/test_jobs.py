@@ -25,7 +25,7 @@ from raymap.store import IncompleteStoreError, MappingStore
 
 pytestmark = pytest.mark.ray
 SMALL = {"k": 10, "transfer": {"cell_type": "categorical"}}
-# 24 units of 1,024 rows, ~0.1 s each: a window to interrupt a job between commits.
+# 16 units of 1,024 rows, ~0.1 s each: a window to interrupt a job between commits.
 BIG = {"k": 15, "n_shards": 1, "memory_budget": "4MiB"}
 JOB_TIMEOUT_S = 240
 REPO = Path(__file__).resolve().parent.parent
@@ -33,13 +33,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def cluster():
-    with LocalCluster(num_cpus=2, num_gpus=1) as c:
-        yield c
+    """Launched, not yet waited for: its start-up overlaps data generation and the in-process runs."""
+    c = LocalCluster(num_cpus=2, num_gpus=1).launch()
+    yield c
+    c.stop()
 
 
 @pytest.fixture(scope="module")
 def client(cluster):
-    return Client(cluster.address)
+    return Client(cluster.wait_ready().address)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,7 @@ def big(tmp_path_factory):
     from raymap import datasets
 
     return datasets.cell_atlas(
-        tmp_path_factory.mktemp("big"), n_ref=20_000, n_query=24_576, dim=64, formats=("parquet",), chunk_rows=4_096
+        tmp_path_factory.mktemp("big"), n_ref=12_000, n_query=16_384, dim=64, formats=("parquet",), chunk_rows=4_096
     )
 
 
@@ -107,8 +109,8 @@ def assert_same_mapping(a: str, b: str, transferred: tuple[str, ...] = ()) -> No
         np.testing.assert_array_equal(MappingResult(a).confidence(field), MappingResult(b).confidence(field))
 
 
-@pytest.mark.usefixtures("submitted")
-def test_ray_job_submit_cli_matches_in_process(cluster, atlas, small_expected, tmp_path):
+def test_ray_job_submit_cli_matches_in_process(cluster, atlas, small_expected, submitted, tmp_path):
+    # `submitted` (after the in-process run): those jobs start while this one runs.
     out = tmp_path / "cli.zarr"
     config = {"query": str(atlas.query["parquet"]), "reference": str(atlas.reference["parquet"]), "out": str(out)}
     (tmp_path / "job.yaml").write_text(yaml.safe_dump({**config, **SMALL}))

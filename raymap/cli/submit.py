@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     for kind, help_text, add in (
         ("map", "raymap map as a Ray job", lambda q: add_map(q, required=False)),
         ("build-index", "raymap build-index as a Ray job", add_build),
-        ("explore", "batch exploration as a Ray job (--config with raymap.explore.explore keywords)", None),
+        ("explore", "raymap.explore.explore as a Ray job, points exported to --out", None),
     ):
         q = kinds.add_parser(kind, help=help_text)
         add_address(q)
@@ -38,8 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         if add is not None:
             add(q)
         else:
-            q.add_argument("--source", default=None)
-            q.add_argument("--out", default=None)
+            q.add_argument("--data", default=None, help="embeddings to explore")
+            q.add_argument("--out", default=None, help=".parquet/.csv file for the explored points")
         q.set_defaults(func=run)
         q.set_defaults(flag_defaults=vars(q.parse_args([])))
 
@@ -53,7 +53,7 @@ def _flags_config(args: argparse.Namespace) -> dict[str, Any]:
         from raymap.jobs.build_index import flags_to_config
 
         return flags_to_config(args)
-    return {"source": args.source, "out": args.out}
+    return {"data": args.data, "out": args.out}
 
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.kind == "build-index":
         job_id = client.submit_build_index(config.pop("reference"), config.pop("out"), **config)
     else:
-        job_id = client.submit_explore(config.pop("source"), config.pop("out"), **config)
+        job_id = client.submit_explore(config.pop("data"), config.pop("out"), **config)
     print(job_id, flush=True)
     if not args.wait:
         return 0
