@@ -77,11 +77,15 @@ class Client:
         """Stop the local cluster this client started, if any, after stopping its running jobs."""
         if self.cluster is None:
             return
-        for job in self.list():
-            if job["status"] not in TERMINAL:
-                self.cancel(job["id"])
-        self.cluster.stop()
-        self.cluster = None
+        try:
+            for job in self.list():
+                if job["status"] not in TERMINAL:
+                    self.cancel(job["id"])
+        except OSError as e:  # the head is already gone: nothing left to cancel
+            log.warning("could not cancel the local cluster's jobs: %s", e)
+        finally:
+            self.cluster.stop()
+            self.cluster = None
 
     def __enter__(self) -> Client:
         return self

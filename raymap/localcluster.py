@@ -119,6 +119,9 @@ class LocalCluster:
     def stop(self, grace_s: float = 5.0) -> None:
         """SIGTERM the head's process group, SIGKILL what is left after ``grace_s``; remove the temp dir."""
         if self.process is not None:
+            if self.process.poll() is not None:  # died on its own: keep the reason before the logs go
+                tail = self.log_path.read_text(errors="replace")[-3000:]
+                log.warning("the local Ray head had exited (code %s) before stop():\n%s", self.process.returncode, tail)
             _kill_group(self.process.pid, signal.SIGTERM)
             deadline = time.monotonic() + grace_s
             while (self.process.poll() is None or _group_alive(self.process.pid)) and time.monotonic() < deadline:
