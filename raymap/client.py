@@ -40,8 +40,9 @@ class Client:
     Parameters
     ----------
     address
-        ``http(s)://host:port`` of the job server, or a ``ray://`` client address. ``None`` uses
-        ``RAY_ADDRESS`` when it is set, else :data:`DEFAULT_ADDRESS`.
+        ``http(s)://host:port`` of the job server, a ``ray://`` client address, or a cluster's
+        ``host:port`` GCS address (what ``RAY_ADDRESS`` holds inside a cluster), which Ray resolves
+        to its job server. ``None`` uses ``RAY_ADDRESS`` when it is set, else :data:`DEFAULT_ADDRESS`.
     """
 
     def __init__(self, address: str | None = None, *, _cluster: LocalCluster | None = None) -> None:
@@ -49,7 +50,7 @@ class Client:
 
         address = address or os.environ.get("RAY_ADDRESS") or DEFAULT_ADDRESS
         if "://" not in address:
-            address = f"http://{address}"
+            address = _job_server_of(address)
         _check_reachable(address)
         self.address = address
         self.cluster = _cluster
@@ -217,12 +218,23 @@ def _absolute(value: Any) -> Any:
     return value
 
 
+def _job_server_of(gcs_address: str) -> str:
+    """The job server URL a cluster publishes in its GCS, as Ray resolves a scheme-less address."""
+    from ray.dashboard.utils import ray_address_to_api_server_url
+
+    host, _, port = gcs_address.rpartition(":")
+    if not port.isdigit():
+        raise ValueError(f"expected http(s)://host:port, ray://host:port or a GCS host:port, got {gcs_address!r}")
+    _check_reachable(f"tcp://{host}:{port}")
+    return str(ray_address_to_api_server_url(gcs_address))
+
+
 def _check_reachable(address: str) -> None:
     """Fail in seconds, naming the address, instead of waiting on a TCP timeout or retry loop."""
     parts = urlsplit(address)
-    if parts.scheme not in ("http", "https", "ray"):
+    if parts.scheme not in ("http", "https", "ray", "tcp"):
         raise ValueError(f"job server address must be http(s):// or ray://, got {address!r}")
-    port = parts.port or {"http": 80, "https": 443, "ray": 10001}[parts.scheme]
+    port = parts.port or {"http": 80, "https": 443, "ray": 10001, "tcp": 6379}[parts.scheme]
     try:
         socket.create_connection((parts.hostname or "127.0.0.1", port), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as e:

@@ -148,6 +148,15 @@ def test_client_round_trip(client, small_job, small_expected):
     assert client.cancel(job_id) is False  # already finished
 
 
+def test_client_finds_the_job_server_from_a_gcs_address(client, cluster):
+    """``RAY_ADDRESS`` inside a cluster is the GCS ``host:port``; resolving it touches this process's Ray
+    state, so it runs in a subprocess (this one is a driver of the session's cluster)."""
+    code = f"from raymap.client import Client; print(Client({cluster.gcs_address!r}).address)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith(f":{cluster.dashboard_port}")
+
+
 def test_shard_actors_get_the_gpu_and_give_it_back(cluster, small_job):
     """``--num-gpus 1`` (no real GPU): actors request num_gpus=1, faiss stays on CPU, the GPU is free after."""
     from ray.autoscaler.v2.sdk import get_cluster_status
