@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -63,6 +64,9 @@ def test_shard_actor_killed_mid_burst_restarts_with_identical_output(ray_cluster
     assert state.actors()[killed[0]]["NumRestarts"] >= 1
     for name in ("neighbors/indices", "neighbors/distances", "mapping/data"):
         np.testing.assert_array_equal(result.store.array(name)[:], uninterrupted.store.array(name)[:], err_msg=name)
+    deadline = time.monotonic() + 30  # the pool's kills reach the GCS asynchronously
+    while raymap_actors() and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert raymap_actors() == []
 
 
