@@ -78,7 +78,7 @@ def test_export_selection_round_trips(explored, tmp_path):
     pd.testing.assert_frame_equal(back, expected, check_dtype=False)
     csv = pd.read_csv(explored.export(tmp_path / "all.csv"))
     assert len(csv) == len(explored.points) and list(csv.columns) == list(explored.points.columns)
-    with pytest.raises(ValueError, match="export format '.xlsx'"):
+    with pytest.raises(ValueError, match=r"export format '\.xlsx'"):
         explored.export(tmp_path / "sel.xlsx")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         explored.export(tmp_path / "missing" / "sel.csv")
