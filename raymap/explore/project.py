@@ -97,6 +97,9 @@ def _estimator(method: str, backend: str, n_rows: int, seed: int) -> Any:
             n_neighbors=neighbors,
             random_state=seed,
             n_jobs=1,  # what a seeded UMAP runs with anyway; saying so silences its warning
+            # Below 4,096 fitted rows umap-learn otherwise keeps exact neighbours, and its transform
+            # then calls a Python metric per (new, fitted) pair: 18k rows took 180 s instead of 13 s.
+            force_approximation_algorithm=True,
             init="spectral" if n_rows > 10 else "random",
         )
     if backend == "opentsne":
