@@ -101,6 +101,7 @@ def run(mode: str, data_dir: Path, threads: int) -> dict[str, Any]:
 
     cfg = MODES[mode]
     path = make_data(data_dir, cfg)
+    load_before = os.getloadavg()[0]
     faiss.omp_set_num_threads(threads)
     stages: dict[str, Any] = {}
     state: dict[str, Any] = {}
@@ -157,6 +158,16 @@ def run(mode: str, data_dir: Path, threads: int) -> dict[str, Any]:
 
         return run_projection
 
+    def umap_compile() -> dict[str, Any]:
+        """umap-learn and pynndescent compile with numba on first use: timed apart from the real work."""
+        from raymap.explore.project import Projector
+
+        tiny = np.random.default_rng(0).normal(size=(300, cfg["dim"])).astype(np.float32)
+        projector = Projector("umap", seed=0)
+        projector.fit(tiny)
+        projector.transform(tiny[:50])
+        return {"rows": len(tiny)}
+
     def lod() -> dict[str, Any]:
         view = level_of_detail(state["xy"], labels=state["labels"])
         return {"points": len(view.points), "bins": view.density.shape[0]}
@@ -172,6 +183,7 @@ def run(mode: str, data_dir: Path, threads: int) -> dict[str, Any]:
         stage(stages, "kmeans_fit_sklearn", kmeans_fit("sklearn"))
         del state["x_fit"]
         stage(stages, "pca", project("pca", None))
+        stage(stages, "umap_compile", umap_compile)
         stage(stages, "umap", project("umap", cfg["umap_fit"]))
         stage(stages, "lod", lod)
     ratio = stages["kmeans_fit_sklearn"]["seconds"] / max(stages["kmeans_fit_faiss"]["seconds"], 1e-9)
@@ -184,6 +196,7 @@ def run(mode: str, data_dir: Path, threads: int) -> dict[str, Any]:
             "platform": platform.platform(),
             "python": platform.python_version(),
             "gpu": "none (CPU backends)",
+            "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # before, after: is it quiet?
         },
         "data": {
             "rows": cfg["n"],

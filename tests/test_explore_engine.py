@@ -47,11 +47,11 @@ def test_explore_builds_points_and_a_bounded_view(explored):
     assert set(comp["cluster"]) == {0, 1, 2} and comp["share"].between(0, 1).all()
 
 
-def test_neighbors_match_brute_force(explored):
+def test_neighbors_match_brute_force(explored, tmp_path):
     source = explored.source
     full = source.read(0, source.n_rows)
     positions = [0, 7]
-    found = explored.neighbors(positions, k=5)
+    found = explored.neighbors(positions, k=5, index_dir=tmp_path / "index")
     for pos in positions:
         row = int(explored.points["row_id"].iloc[pos])
         d = np.linalg.norm(full - full[row], axis=1)
@@ -61,14 +61,14 @@ def test_neighbors_match_brute_force(explored):
         assert np.allclose(got["distance"], np.sort(d)[:5], atol=1e-4)
     known = found[found["neighbor_position"] >= 0]
     assert (explored.points["row_id"].to_numpy()[known["neighbor_position"]] == known["neighbor_row"]).all()
-    combined = explored.neighbors(positions, k=4, combine=True)
+    combined = explored.neighbors(positions, k=4, combine=True, index_dir=tmp_path / "index")  # reused
     rows = explored.points["row_id"].to_numpy()[positions]
     d = np.linalg.norm(full - full[rows].mean(axis=0), axis=1)
     d[rows] = np.inf
     assert combined["neighbor_row"].tolist() == np.argsort(d, kind="stable")[:4].tolist()
     assert (combined["query_row"] == -1).all()
     with pytest.raises(ValueError, match="selection is empty"):
-        explored.neighbors([], k=3)
+        explored.neighbors([], k=3, index_dir=tmp_path / "index")
 
 
 def test_export_selection_round_trips(explored, tmp_path):
