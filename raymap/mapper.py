@@ -5,10 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from raymap._parse import parse_bytes, parse_positive_int
@@ -154,6 +152,7 @@ def map(
             gpus,
             shards_per_actor,
             replicas,
+            max_replicas=-(-q.n_rows // MIN_UNIT_ROWS),  # never more replicas than the query has units
         )
         attrs: dict[str, Any] = {
             "k": k,
@@ -214,10 +213,9 @@ def _open_store(
             "resuming %s: %d of %d units already committed", out, len(store.committed("search")), len(store.units())
         )
         return store
-    if overwrite and os.path.exists(out):
-        shutil.rmtree(out) if Path(out).is_dir() else os.remove(out)
     chunk_rows = unit_rows_for(budget, q.dim, k, in_flight, q.n_rows)
-    return MappingStore.create(out, q.n_rows, r.n_rows, k, chunk_rows, {**attrs, "chunk_rows": chunk_rows})
+    attrs = {**attrs, "chunk_rows": chunk_rows}
+    return MappingStore.create(out, q.n_rows, r.n_rows, k, chunk_rows, attrs, overwrite=overwrite)
 
 
 def _run_burst(

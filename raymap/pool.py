@@ -174,6 +174,7 @@ def plan_pool(
     total_gpus: int,
     shards_per_actor: int | None = None,
     replicas: int | None = None,
+    max_replicas: int | None = None,
 ) -> PoolPlan:
     """Pure sizing rule.
 
@@ -189,7 +190,7 @@ def plan_pool(
     groups = [list(range(s, min(s + per, n))) for s in range(0, n, per)]
     threads = max(1, min(node_cpus, 8))
     slots = total_gpus or max(1, total_cpus // threads)
-    reps = 1 if len(groups) > 1 else max(1, replicas or slots)
+    reps = 1 if len(groups) > 1 else max(1, replicas or min(slots, max_replicas or slots))
     n_actors = len(groups) * reps
     # Shares of a CPU/GPU when more actors than devices must coexist (one actor per shard group):
     # whole-unit requests would leave some actors unschedulable and the burst would wait forever.

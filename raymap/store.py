@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,7 +85,11 @@ class MappingStore:
         path = os.fspath(path)
         if os.path.exists(path) and not overwrite:
             raise StoreExistsError(f"output store exists: {path}; pass overwrite=True to replace it or resume=True")
-        group = zarr.open_group(path, mode="w")
+        # Built under a temporary name and renamed into place: a job killed while creating never
+        # leaves a half-made store that would neither open nor resume.
+        tmp = f"{path.rstrip('/')}.creating-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        group = zarr.open_group(tmp, mode="w")
         rows = (n_query, k)
         chunks = (min(chunk_rows, n_query), k)
         ids = id_dtype(n_reference)
@@ -104,16 +109,17 @@ class MappingStore:
                 compressors=None,
                 fill_value=np.nan,
             )
-        group.attrs.update(
-            {
-                **attrs,
-                "raymap": _version(),
-                "n_query": n_query,
-                "n_reference": n_reference,
-                "k": k,
-                "chunk_rows": chunk_rows,
-            }
-        )
+        meta: dict[str, Any] = {
+            "raymap": _version(),
+            "n_query": n_query,
+            "n_reference": n_reference,
+            "k": k,
+            "chunk_rows": chunk_rows,
+        }
+        group.attrs.update({**attrs, **meta})
+        if os.path.exists(path):
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        os.replace(tmp, path)
         return cls(path, mode="r+")
 
     # --- properties -----------------------------------------------------------------
