@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from raymap._parse import parse_bytes, parse_positive_int
-from raymap.crossmap import JOINT_KERNELS
+from raymap.crossmap import JOINT_KERNELS, map_joint
 from raymap.index import IndexSpec, build_index
 from raymap.kernels import KERNELS, bandwidth, merge_stats, parse_kernel
 from raymap.pool import PoolPlan, ShardPool, plan_pool
@@ -109,8 +109,6 @@ def map(
         ``{column: "categorical" | "numeric"}`` over the reference's metadata, run after mapping.
     """
     if kernel in JOINT_KERNELS:  # four maps (xx, yy, xy, yx) combined into one kernel graph
-        from raymap.crossmap import map_joint
-
         return map_joint(**locals())
     t0 = time.perf_counter()
     k = parse_positive_int(k, "k")

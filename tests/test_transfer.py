@@ -165,7 +165,8 @@ def test_summary_counts_and_quantiles(store, data):
     summary = result.summary()["cell_type"]
     labels, counts = np.unique(result.labels("cell_type"), return_counts=True)
     expected = dict(zip(labels.tolist(), counts.tolist(), strict=True))
-    assert summary["label_counts"] == {k: v for k, v in expected.items() if k != "unknown"}
+    assert summary["label_counts"] == {k: v for k, v in expected.items() if k != "unknown"}  # 5 types < top 10
+    assert summary["other"] == 0
     assert summary["unknown"] == expected.get("unknown", 0)
     for q, value in summary["confidence_quantiles"].items():
         assert abs(value - np.quantile(result.confidence("cell_type"), float(q), method="inverted_cdf")) <= 1e-4

@@ -13,7 +13,8 @@ from raymap.store import MappingStore
 
 
 def exact_knn(xq: np.ndarray, xb: np.ndarray, k: int, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Brute-force true L2 neighbours (ids ascending by distance), self dropped for self-mapping."""
+    """Brute-force true L2 neighbours (ids ascending by distance, float64 like sklearn), self dropped for self-mapping."""
+    xq, xb = xq.astype(np.float64), xb.astype(np.float64)
     d2 = (xq**2).sum(1)[:, None] - 2 * xq @ xb.T + (xb**2).sum(1)[None, :]
     if exclude_self:
         np.fill_diagonal(d2, np.inf)

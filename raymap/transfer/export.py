@@ -132,10 +132,11 @@ def field_summary(result: MappingResult, name: str, top: int = 10) -> dict[str, 
     quantiles = {
         str(q): round(float(np.searchsorted(cdf, q) + 0.5) / CONF_BINS, 4) for q in (0.05, 0.25, 0.5, 0.75, 0.95)
     }
-    order = np.argsort(-counts, kind="stable")[:top]
+    order = [i for i in np.argsort(-counts[:-1], kind="stable")[:top] if counts[i]]
     return {
         "kind": kind,
-        "label_counts": {categories[i]: int(counts[i]) for i in order if counts[i]},
+        "label_counts": {categories[i]: int(counts[i]) for i in order},  # the ``top`` most frequent
+        "other": int(counts[:-1].sum() - counts[order].sum()),
         "unknown": int(counts[-1]),
         "confidence_quantiles": quantiles,
     }
