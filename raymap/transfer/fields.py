@@ -108,25 +108,20 @@ def encode_labels(labels: np.ndarray, name: str) -> tuple[np.ndarray, list[str]]
     return codes.astype(np.int32), [str(c) for c in categories]
 
 
-def _list_column(reference: EmbeddingSource, name: str) -> bool:
-    """Whether a Parquet reference stores ``name`` as a list column (read lazily, never whole)."""
-    if not isinstance(reference, ParquetSource):
-        return False
-    import pyarrow as pa
-    import pyarrow.dataset as ds
+def _reference_column(reference: EmbeddingSource, name: str) -> Any:
+    """A metadata column: a lazy source when a Parquet reference stores it as a list column, else its values."""
+    if isinstance(reference, ParquetSource):
+        import pyarrow as pa
+        import pyarrow.dataset as ds
 
-    field_type = ds.dataset(reference.path, format="parquet", partitioning="hive").schema.field(name).type
-    storage = field_type.storage_type if isinstance(field_type, pa.ExtensionType) else field_type
-    return bool(pa.types.is_list(storage) or pa.types.is_fixed_size_list(storage) or pa.types.is_large_list(storage))
+        field_type = ds.dataset(reference.path, format="parquet", partitioning="hive").schema.field(name).type
+        storage = field_type.storage_type if isinstance(field_type, pa.ExtensionType) else field_type
+        if pa.types.is_list(storage) or pa.types.is_fixed_size_list(storage) or pa.types.is_large_list(storage):
+            return ParquetSource(reference.path, column=name, filter=reference.filter)
+    return reference.read_column(name)
 
 
-def _numeric_rows(name: str, data: Any, reference: EmbeddingSource | None) -> Rows:
-    if data is None:
-        assert reference is not None  # parse_transfer checked the column exists
-        if _list_column(reference, name):
-            assert isinstance(reference, ParquetSource)
-            return SourceRows(ParquetSource(reference.path, column=name, filter=reference.filter))
-        data = reference.read_column(name)
+def _numeric_rows(name: str, data: Any) -> Rows:
     if isinstance(data, str | os.PathLike):
         data = open_source(data)
     if isinstance(data, EmbeddingSource):
@@ -151,12 +146,14 @@ def build_fields(spec: dict[str, Any], reference: EmbeddingSource | None, n_refe
     """Resolve every field of ``spec`` to its reference rows; wrong row counts fail before any pass."""
     fields = []
     for name, (kind, data) in parse_transfer(spec, reference).items():
+        if data is None:
+            assert reference is not None  # parse_transfer found the column there
+            data = _reference_column(reference, name)
         if kind == "categorical":
-            labels = reference.read_column(name) if data is None else data  # type: ignore[union-attr]
-            codes, categories = encode_labels(labels, name)
+            codes, categories = encode_labels(data, name)
             field = Field(name, kind, ArrayRows(codes), tuple(categories))
         else:
-            field = Field(name, kind, _numeric_rows(name, data, reference))
+            field = Field(name, kind, _numeric_rows(name, data))
         if field.rows.shape[0] != n_reference:
             raise ValueError(
                 f"transfer: field {name!r} has {field.rows.shape[0]} rows, the reference has {n_reference}"
