@@ -2,7 +2,8 @@
 
 Global kernels (``gauss``, ``scarches``) use one bandwidth for all rows, as CellMapper does;
 raymap gets it exactly by merging per-chunk ``(count, mean, M2)`` (Chan et al.) during the
-search pass, then weighs the stored distances in a second streamed pass.
+search pass, then weighs the stored distances in a second streamed pass. ``umap`` is row-local
+(UMAP's ``smooth_knn_dist`` per row) and only defined for self-mapping.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Kernel:
     needs: str | None  # "mean", "std" or None (row-local)
     weigh: Callable[[np.ndarray, float], np.ndarray]
     doc: str
+    self_only: bool = False  # defined only when query and reference are the same rows
 
 
 def _gauss(d: np.ndarray, sigma: float) -> np.ndarray:
@@ -73,6 +75,24 @@ def _gauss_local(d: np.ndarray, _: float) -> np.ndarray:
     return np.exp(-(d**2) / (2 * sigma**2))
 
 
+def _umap(d: np.ndarray, _: float) -> np.ndarray:
+    """UMAP membership strengths of each row's neighbours, as CellMapper's self-mapping ``umap`` kernel.
+
+    CellMapper hands UMAP the k neighbours plus the row itself at distance 0 (``self_edges``) and
+    ``n_neighbors = k + 1``; UMAP skips that first column in its bandwidth search and gives the
+    self edge weight 0. Prepending the zero column here reproduces its numbers row by row.
+    """
+    from umap.umap_ import smooth_knn_dist
+
+    d32 = np.ascontiguousarray(d, dtype=np.float32)
+    with_self = np.hstack([np.zeros((len(d32), 1), np.float32), d32])
+    sigmas, rhos = smooth_knn_dist(with_self, float(with_self.shape[1]))
+    excess = d32 - rhos[:, None]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        vals = np.exp(-(excess / sigmas[:, None]))
+    return np.where((excess <= 0) | (sigmas[:, None] == 0), np.float32(1.0), vals)
+
+
 KERNELS: dict[str, Kernel] = {
     k.name: k
     for k in (
@@ -81,6 +101,7 @@ KERNELS: dict[str, Kernel] = {
         Kernel("inverse_distance", None, _inverse, "w = 1 / (d + ε), ε = 1e-8"),
         Kernel("equal", None, _equal, "w = 1 for every neighbour"),
         Kernel("gauss_local", None, _gauss_local, "w = exp(-d² / (2σᵢ²)), σᵢ = mean distance of row i"),
+        Kernel("umap", None, _umap, "UMAP fuzzy membership exp(-(d - ρᵢ)/σᵢ) per row (self-mapping)", self_only=True),
     )
 }
 
@@ -102,16 +123,24 @@ def bandwidth(kernel: Kernel, stats: Stats) -> float:
     return value
 
 
+def kernel_values(kernel: Kernel, distances: np.ndarray, param: float) -> np.ndarray:
+    """Raw (not normalised) float64 kernel weights; non-finite distances weigh 0.
+
+    Symmetrisation and presence scores need these: row normalisation loses each row's scale.
+    """
+    d = distances.astype(np.float64)
+    finite = np.isfinite(d)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        return np.where(finite, kernel.weigh(np.where(finite, d, 0.0), param), 0.0).astype(np.float64)
+
+
 def weigh(kernel: Kernel, distances: np.ndarray, param: float) -> tuple[np.ndarray, np.ndarray]:
     """Row-normalised float32 weights and the mask of rows whose weights are all zero.
 
     A zero row (every neighbour infinitely far, or every weight underflowing) stays all zero:
     transfer reports it as ``unknown``, never as the first label.
     """
-    d = distances.astype(np.float64)
-    finite = np.isfinite(d)
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        w = np.where(finite, kernel.weigh(np.where(finite, d, 0.0), param), 0.0)
+    w = kernel_values(kernel, distances, param)
     sums = w.sum(axis=1, keepdims=True)
     empty = sums[:, 0] <= 0
     w = np.divide(w, sums, out=np.zeros_like(w), where=sums > 0)

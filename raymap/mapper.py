@@ -10,8 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from raymap._parse import parse_bytes, parse_positive_int
+from raymap.crossmap import JOINT_KERNELS, map_joint
 from raymap.index import IndexSpec, build_index
-from raymap.kernels import bandwidth, merge_stats, parse_kernel
+from raymap.kernels import KERNELS, bandwidth, merge_stats, parse_kernel
 from raymap.pool import PoolPlan, ShardPool, plan_pool
 from raymap.result import MappingResult
 from raymap.sources import EmbeddingSource, Filter, open_source
@@ -93,7 +94,8 @@ def map(
     out
         The zarr store to write. Existing stores are refused unless ``overwrite`` or ``resume``.
     k, kernel, metric
-        Neighbours per query row; distance kernel (:data:`raymap.kernels.KERNELS`); ``l2`` or ``cosine``.
+        Neighbours per query row; distance kernel (:data:`raymap.kernels.KERNELS`, or a joint
+        kernel ``jaccard``/``hnoca`` built from four maps: :func:`raymap.crossmap.map_joint`); ``l2`` or ``cosine``.
     index, nprobe, n_shards, index_dir, backend
         faiss factory string or ``auto``; probes (tuned for recall >= 0.95 when None); shard count
         (from the memory budget when None); where the index lives (``<out>.index``); search backend.
@@ -104,6 +106,8 @@ def map(
     transfer
         ``{column: "categorical" | "numeric"}`` over the reference's metadata, run after mapping.
     """
+    if kernel in JOINT_KERNELS:  # four maps (xx, yy, xy, yx) combined into one kernel graph
+        return map_joint(**locals())
     t0 = time.perf_counter()
     k = parse_positive_int(k, "k")
     kern = parse_kernel(kernel)
@@ -112,6 +116,11 @@ def map(
     if overwrite and resume:
         raise ValueError("pass overwrite=True or resume=True, not both")
     self_map = _same_source(query, reference) and reference_filter is None
+    if kern.self_only and not self_map:
+        raise ValueError(
+            f"kernel {kern.name!r} is defined for self-mapping only (reference=None or the query itself); "
+            f"for query -> reference use one of {sorted(name for name, v in KERNELS.items() if not v.self_only)}"
+        )
     q = open_source(query, column=column, use_rep=use_rep, filter=query_filter)
     r = q if self_map else open_source(reference, column=column, use_rep=use_rep, filter=reference_filter)
     exclude_self = exclude_self and self_map

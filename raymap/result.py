@@ -40,39 +40,135 @@ class MappingResult:
     def to_scipy(self) -> sp.csr_matrix:
         return self.store.to_scipy()
 
-    def transfer(self, spec: dict[str, Any], reference: Any = None, threshold: float = 0.0) -> MappingResult:
-        """Transfer fields from the reference (a path/source with metadata, or ``(kind, array)`` values)."""
-        from raymap.sources import open_source
+    def transfer(
+        self,
+        spec: dict[str, Any],
+        reference: Any = None,
+        threshold: float = 0.0,
+        *,
+        t: int = 1,
+        symmetrize: str | None = None,
+        graph: str | None = None,
+        memory_budget: int | str = "1GiB",
+    ) -> MappingResult:
+        """Transfer fields from the reference (a path/source with metadata, or ``(kind, data)`` values).
+
+        All fields share each streamed pass; see :func:`raymap.transfer.run_transfer` for ``t``
+        (diffusion, self-mapping), ``symmetrize`` (``max``/``mean``/``union``) and ``graph``.
+        """
         from raymap.transfer import run_transfer
 
-        ref = None if reference is None else open_source(reference)
-        if ref is None and any(isinstance(v, str) for v in spec.values()):
-            ref = _reference_from_attrs(self.store)
-        run_transfer(self.store, spec, ref, threshold)
+        ref = self._reference(reference) if any(isinstance(v, str) for v in spec.values()) else None
+        run_transfer(
+            self.store,
+            spec,
+            ref,
+            threshold,
+            t=t,
+            symmetrize_method=symmetrize,
+            graph=graph,
+            memory_budget=memory_budget,
+        )
         return self
 
+    def presence(
+        self,
+        groupby: str | np.ndarray | None = None,
+        reference_labels: str | np.ndarray | None = None,
+        reference: Any = None,
+        *,
+        log1p: bool = False,
+        percentile: tuple[float, float] = (1, 99),
+        minmax: bool = True,
+        memory_budget: int | str = "1GiB",
+    ) -> dict[str, float]:
+        """Presence scores of the reference rows (CellMapper's definition); returns the mean per reference label.
+
+        ``groupby``: query labels, or the name of a transferred categorical field (predicted labels).
+        ``reference_labels``: reference labels, or a column of the reference's metadata.
+        """
+        from raymap.transfer import presence_scores
+
+        groups = self.labels(groupby) if isinstance(groupby, str) else groupby
+        ref_labels = (
+            self._reference(reference).read_column(reference_labels)
+            if isinstance(reference_labels, str)
+            else reference_labels
+        )
+        return presence_scores(
+            self.store,
+            groups,
+            ref_labels,
+            log1p=log1p,
+            percentile=percentile,
+            minmax=minmax,
+            memory_budget=memory_budget,
+        )
+
+    def _reference(self, reference: Any) -> Any:
+        from raymap.sources import open_source
+
+        return _reference_from_attrs(self.store) if reference is None else open_source(reference)
+
     def fields(self) -> list[str]:
-        """Names of transferred fields."""
+        """Names of finished transferred fields (and ``presence_score`` once computed)."""
         if "transfer" not in self.store.group:
             return []
-        return sorted(self.store.group.require_group("transfer").group_keys())
+        transfer: Any = self.store.group["transfer"]
+        return sorted(k for k in transfer.group_keys() if not k.startswith("_") and transfer[k].attrs.get("complete"))
 
-    def _field(self, name: str) -> Any:
+    def query_fields(self) -> list[str]:
+        """Fields with one result per query row (categorical and numeric)."""
+        return [n for n in self.fields() if self.field_kind(n) in ("categorical", "numeric")]
+
+    def field(self, name: str) -> Any:
+        """The zarr group of a finished field."""
         if name not in self.fields():
+            if f"transfer/{name}" in self.store.group:
+                raise RuntimeError(f"{self.path}: field {name!r} was not finished; run the transfer again")
             raise KeyError(f"{self.path}: no transferred field {name!r}; have {self.fields()}")
         return self.store.group[f"transfer/{name}"]
 
+    def field_kind(self, name: str) -> str:
+        return str(self.field(name).attrs["kind"])
+
     def labels(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Predicted labels as strings (``"unknown"`` where no reference neighbour carries weight)."""
-        group = self._field(name)
+        group = self.field(name)
         categories = np.array([*group.attrs["categories"], "unknown"], dtype=object)
         return categories[group["labels"][start:stop]]
 
     def confidence(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
-        return np.asarray(self._field(name)["confidence"][start:stop])
+        return np.asarray(self.field(name)["confidence"][start:stop])
 
     def values(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
-        return np.asarray(self._field(name)["values"][start:stop])
+        return np.asarray(self.field(name)["values"][start:stop])
+
+    def presence_score(self, groups: bool = False) -> Any:
+        """Processed presence score per reference row, or (``groups=True``) a DataFrame per query group."""
+        from raymap.transfer.export import presence_frame
+        from raymap.transfer.presence import FIELD
+
+        return presence_frame(self) if groups else np.asarray(self.field(FIELD)["score"][:])
+
+    def to_pandas(self, fields: list[str] | None = None, start: int = 0, stop: int | None = None) -> Any:
+        """Query rows ``[start, stop)`` as a DataFrame with ``<key>_pred`` / ``<key>_conf`` columns."""
+        from raymap.transfer.export import frame
+
+        return frame(self, fields, start, stop)
+
+    def to_anndata(
+        self,
+        query: Any = None,
+        reference: Any = None,
+        fields: list[str] | None = None,
+        layers: tuple[str, ...] = (),
+        max_bytes: int | str = "2GiB",
+    ) -> None:
+        """Write results into AnnData objects as CellMapper does (obs/obsm/layers; presence into the reference)."""
+        from raymap.transfer.export import write_anndata
+
+        write_anndata(self, query, reference, fields, layers, max_bytes)
 
     def summary(self) -> dict[str, Any]:
         """Small numbers for people: sizes, index quality, time, per-field label counts."""
@@ -84,6 +180,7 @@ class MappingResult:
                 "n_reference",
                 "k",
                 "kernel",
+                "operator",
                 "index_factory",
                 "nprobe",
                 "index_recall",
@@ -91,18 +188,9 @@ class MappingResult:
                 "seconds",
             )
         }
-        for name in self.fields():
-            group = self._field(name)
-            if group.attrs.get("kind") == "categorical":
-                labels = self.labels(name)
-                uniq, counts = np.unique(labels, return_counts=True)
-                conf = self.confidence(name)
-                out[name] = {
-                    "top_labels": dict(
-                        sorted(zip(uniq.tolist(), counts.tolist(), strict=True), key=lambda t: -t[1])[:5]
-                    ),
-                    "confidence_quantiles": np.quantile(conf, [0.1, 0.5, 0.9]).round(3).tolist(),
-                }
+        from raymap.transfer.export import field_summary
+
+        out.update({name: field_summary(self, name) for name in self.fields()})
         return out
 
     def __repr__(self) -> str:

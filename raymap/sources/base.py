@@ -105,6 +105,23 @@ class EmbeddingSource(ABC):
             check_finite(block, start, self.describe())
         return block
 
+    def take(self, rows: np.ndarray, check: bool = True) -> np.ndarray:
+        """Rows at sorted, unique ids (a gather for streamed transfer), as float32 ``(len(rows), dim)``.
+
+        Reads one span per touched chunk (from its first to its last wanted row), so a row group
+        or zarr chunk is read at most once and untouched chunks not at all.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size and (rows[0] < 0 or rows[-1] >= self.n_rows or (np.diff(rows) <= 0).any()):
+            raise ValueError(f"{self.describe()}: take() needs sorted unique row ids in [0, {self.n_rows})")
+        out = np.empty((rows.size, self.dim), np.float32)
+        cuts = np.flatnonzero(np.diff(rows // self.chunk_rows)) + 1
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, rows.size], strict=True):
+            if hi > lo:
+                span = self.read(int(rows[lo]), int(rows[hi - 1]) + 1, check=check)
+                out[lo:hi] = span[rows[lo:hi] - rows[lo]]
+        return out
+
     def batch_rows_for(self, memory_budget: int | str) -> int:
         """Batch size from a memory budget: whole chunks when they fit, else fewer rows."""
         # 2x: the Arrow/zarr buffer and the float32 copy can coexist while a batch is built.
