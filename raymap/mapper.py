@@ -238,6 +238,8 @@ def _run_burst(
 
     def tracker(phase: str) -> Callable[[int, Any], None]:
         done = {"rows": sum(units[u][1] - units[u][0] for u in store.committed(phase))}
+        if progress:  # phase start: rows already committed (resume) and a time origin for rates
+            progress(phase, done["rows"], q.n_rows)
 
         def on_done(unit: int, result: Any) -> None:
             store.commit(phase, unit, result if phase == "search" else (float(result), 0.0, 0.0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from raymap.cli._common import parse_mapping, progress_bar
 
@@ -20,11 +21,11 @@ def add_map_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto", help="auto, faiss-cpu, faiss-gpu, torch-exact")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("map", help="map a query onto a reference (kNN + kernel + mapping store)")
-    p.add_argument("--query", required=True, help="Parquet file/folder, .zarr, .h5ad or .npy")
+def add_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """Every ``raymap map`` flag; ``required=False`` where a job config file may give them instead."""
+    p.add_argument("--query", required=required, help="Parquet file/folder, .zarr, .h5ad or .npy")
     p.add_argument("--reference", default=None, help="as --query; omit to self-map")
-    p.add_argument("--out", required=True, help="zarr store to write")
+    p.add_argument("--out", required=required, help="zarr store to write")
     add_map_arguments(p)
     p.add_argument("--column", default="emb", help="Parquet embedding column")
     p.add_argument("--use-rep", default="X_pca", help="AnnData obsm key or X")
@@ -33,19 +34,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--overwrite", action="store_true")
     group.add_argument("--resume", action="store_true", help="continue a killed job from its committed units")
+
+
+def map_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Parsed flags -> ``raymap.map`` keywords (also a map job's config keys)."""
+    return {
+        "query": args.query,
+        "reference": args.reference,
+        "out": args.out,
+        "k": args.k,
+        "kernel": args.kernel,
+        "index": args.index,
+        "metric": args.metric,
+        "nprobe": args.nprobe,
+        "n_shards": args.n_shards,
+        "backend": args.backend,
+        "memory_budget": args.memory_budget,
+        "exclude_self": not args.keep_self,
+        "overwrite": args.overwrite,
+        "resume": args.resume,
+        "transfer": parse_mapping(args.transfer),
+        "column": args.column,
+        "use_rep": args.use_rep,
+    }
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("map", help="map a query onto a reference (kNN + kernel + mapping store)")
+    add_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import raymap
 
-    result = raymap.map(
-        args.query, args.reference, args.out, k=args.k, kernel=args.kernel, index=args.index,
-        metric=args.metric, nprobe=args.nprobe, n_shards=args.n_shards, backend=args.backend,
-        memory_budget=args.memory_budget, exclude_self=not args.keep_self, overwrite=args.overwrite,
-        resume=args.resume, transfer=parse_mapping(args.transfer), column=args.column, use_rep=args.use_rep,
-        progress=progress_bar(),
-    )  # fmt: skip
+    result = raymap.map(**map_kwargs(args), progress=progress_bar())
     print(json.dumps(result.summary(), indent=2, default=str))
     print(f"mapping store: {result.path}")
     return 0
