@@ -48,6 +48,7 @@ class UIContext:
         self.config = config
         self.roots = DataRoots.parse(config.data_roots)
         self._client: Client | None = None
+        self._explorer: Any = None
         self._lock = threading.Lock()
         self._summaries: OrderedDict[str, ResultSummary] = OrderedDict()
 
@@ -59,6 +60,15 @@ class UIContext:
             if self._client is None:
                 self._client = Client(self.config.jobs_address)
             return self._client
+
+    def explorer(self) -> Any:
+        """The :class:`serve.explorer.ExploreService` actor, started on first use; it lives as long as the replica."""
+        from serve.explorer import start
+
+        with self._lock:
+            if self._explorer is None:
+                self._explorer = start(self.config.data_roots)
+            return self._explorer
 
     async def summary(self, result_path: str, query_path: str | None, fields: dict[str, str]) -> ResultSummary:
         """A finished job's :class:`ResultSummary`, computed once in a Ray task and then cached."""

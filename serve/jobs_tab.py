@@ -73,9 +73,7 @@ def build(ctx: UIContext, tabs: gr.Tabs, map_tab: MapTab) -> gr.Tab:
             open_btn = gr.Button("Open results", variant="primary", scale=0, elem_id="jobs-open")
             cancel = gr.Button("Cancel job", variant="stop", scale=0, elem_id="jobs-cancel")
         message = gr.HTML(elem_id="jobs-message")
-        table = gr.Dataframe(
-            render.jobs_frame([]), interactive=False, wrap=True, elem_id="jobs-table", max_height=600
-        )
+        table = gr.Dataframe(render.jobs_frame([]), interactive=False, wrap=True, elem_id="jobs-table", max_height=600)
         timer = gr.Timer(REFRESH_S)
 
     def list_jobs() -> Any:
@@ -85,7 +83,8 @@ def build(ctx: UIContext, tabs: gr.Tabs, map_tab: MapTab) -> gr.Tab:
             log.warning("cannot list jobs: %s", e)
             return gr.update()
         now = time.time()
-        return render.jobs_frame([job_row(ctx, j, now) for j in jobs])
+        submitted = [j for j in jobs if j.get("type") != "DRIVER"]  # drivers (this UI's own) are not jobs
+        return render.jobs_frame([job_row(ctx, j, now) for j in submitted])
 
     def pick(evt: gr.SelectData) -> str:
         return str(evt.row_value[0]) if evt.row_value else ""

@@ -194,7 +194,9 @@ def build(ctx: UIContext) -> MapTab:
     refresh.click(rescan, outputs=[query, reference], api_name=False)
     for picker in (query, reference):
         picker.change(describe, [query, reference], [info, labels, out], api_name=False)
-    submit.click(on_submit, [query, reference, out, labels, k, kernel, index], [message, job, timer], api_name="submit_map")
+    submit.click(
+        on_submit, [query, reference, out, labels, k, kernel, index], [message, job, timer], api_name="submit_map"
+    )
     job.change(lambda j: (gr.Timer(active=bool(j)), None), job, [timer, finished], api_name=False)
     timer.tick(poll, job, [progress, logs, timer, finished], api_name=False, show_progress="hidden")
     finished.change(show_results, finished, results, api_name=False)

@@ -99,3 +99,79 @@ def parse_map_request(
         transfer={c: column_kinds[c] for c in chosen},
     )
 
+
+SAMPLE_MIN, SAMPLE_MAX = 100, 2_000_000
+CLUSTER_K_MAX = 200
+MAX_FILTER_VALUES = 200
+PROJECTIONS = ("pca", "umap", "tsne")
+CLUSTER_BACKENDS = ("auto", "faiss", "faiss-gpu", "cuml", "sklearn")
+EXPORT_SUFFIXES = (".parquet", ".csv")
+
+
+@dataclass(frozen=True, slots=True)
+class ExploreRequest:
+    """A checked exploration: a dataset inside the roots, a filter on known values, sizes in range."""
+
+    dataset: Path
+    filter: dict[str, list[Any]]
+    sample: int
+    cluster_k: int | None  # None: no clustering
+    cluster_backend: str
+    projection: str
+    images: Path | None  # HDF5 thumbnails keyed by uuid (fallback when an identifier fails)
+
+
+def parse_filter(filters: Any, known: dict[str, list[Any] | None]) -> dict[str, list[Any]]:
+    """``{column: [values]}`` whose columns are filterable and whose values occur in the data."""
+    if not isinstance(filters, dict):
+        raise ValueError(f"filter: expected {{column: [values]}}, got {type(filters).__name__}")
+    out: dict[str, list[Any]] = {}
+    for column, values in filters.items():
+        if column not in known or known[column] is None:
+            filterable = sorted(c for c, v in known.items() if v is not None)
+            raise ValueError(f"filter: column {column!r} cannot be filtered; choose from {filterable}")
+        chosen = list(values) if isinstance(values, list | tuple) else [values]
+        if not chosen or len(chosen) > MAX_FILTER_VALUES:
+            raise ValueError(f"filter on {column!r}: choose 1 to {MAX_FILTER_VALUES} values, got {len(chosen)}")
+        allowed = set(known[column] or [])
+        unknown = [v for v in chosen if v not in allowed]
+        if unknown:
+            raise ValueError(f"filter on {column!r}: values {unknown[:5]} do not occur in the data")
+        out[column] = chosen
+    return out
+
+
+def parse_explore_request(
+    roots: DataRoots,
+    dataset: Any,
+    filters: Any,
+    sample: Any,
+    cluster_k: Any,
+    cluster_backend: Any,
+    projection: Any,
+    images: Any,
+    known: dict[str, list[Any] | None],
+) -> ExploreRequest:
+    """Check one exploration from the page (or a direct API call); ``known`` = filterable values per column."""
+    k = parse_int(cluster_k if cluster_k not in (None, "") else 0, "clusters", 0, CLUSTER_K_MAX)
+    if k == 1:
+        raise ValueError("clusters: use 0 for no clustering or at least 2 clusters")
+    return ExploreRequest(
+        dataset=roots.resolve(dataset, what="dataset"),
+        filter=parse_filter(filters or {}, known),
+        sample=parse_int(sample, "sample size", SAMPLE_MIN, SAMPLE_MAX),
+        cluster_k=k or None,
+        cluster_backend=parse_choice(cluster_backend, CLUSTER_BACKENDS, "clustering backend"),
+        projection=parse_choice(projection, PROJECTIONS, "projection"),
+        images=roots.resolve(images, what="image store") if images else None,
+    )
+
+
+def parse_export(roots: DataRoots, value: Any) -> Path:
+    """A new ``.parquet``/``.csv`` file under a data root for a selection export."""
+    if not isinstance(value, str) or not value.strip().lower().endswith(EXPORT_SUFFIXES):
+        raise ValueError(f"export: expected a new file name ending in {' or '.join(EXPORT_SUFFIXES)}, got {value!r}")
+    out = roots.resolve(value, must_exist=False, what="export")
+    if out.exists():
+        raise ValueError(f"export {value!r} exists already; choose a new name")
+    return out

@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 MAX_PATH_CHARS = 1024
 # What the pickers offer: embedding tables and stores raymap can open (raymap.sources.open_source).
 DATASET_SUFFIXES = (".parquet", ".h5ad", ".npy", ".zarr")
+IMAGE_STORE_SUFFIXES = (".h5", ".hdf5")
 MAX_LISTED = 500
 MAX_DEPTH = 4
 
@@ -73,13 +74,20 @@ class DataRoots:
     def datasets(self) -> list[str]:
         """Paths (absolute) of embedding inputs under the roots, for the pickers; mapping stores excluded.
 
-        A folder is a dataset when it ends in ``.parquet``/``.zarr`` or holds Parquet files or
-        hive partitions (``key=value`` folders) directly; its inside is not listed again.
+        A folder is one dataset when it ends in ``.parquet``/``.zarr``, holds hive partitions
+        (``key=value`` folders) or holds nothing but Parquet files; its inside is not listed again.
         Symlinks are not followed, hidden entries are skipped, depth and count are bounded.
         """
         found: list[str] = []
         for root in self.roots:
-            _walk(root, 0, found)
+            _walk(root, 0, found, DATASET_SUFFIXES)
+        return sorted(found)[:MAX_LISTED]
+
+    def image_stores(self) -> list[str]:
+        """HDF5 files under the roots: thumbnail stores the Explore tab falls back to."""
+        found: list[str] = []
+        for root in self.roots:
+            _walk(root, 0, found, IMAGE_STORE_SUFFIXES)
         return sorted(found)[:MAX_LISTED]
 
 
@@ -97,22 +105,23 @@ def _parse_text(path: object, what: str) -> str:
 
 
 def _is_dataset_dir(path: Path) -> bool:
+    """``*.parquet``/``*.zarr`` folders, hive-partitioned folders, and folders of nothing but Parquet parts."""
     if path.suffix in (".parquet", ".zarr"):
         return True
     try:
-        entries = list(os.scandir(path))
+        entries = [e for e in os.scandir(path) if not e.name.startswith((".", "_"))]
     except OSError:
         return False
-    return any(e.name.endswith(".parquet") and e.is_file() for e in entries) or any(
-        "=" in e.name and e.is_dir(follow_symlinks=False) for e in entries
-    )
+    if any("=" in e.name and e.is_dir(follow_symlinks=False) for e in entries):
+        return True
+    return bool(entries) and all(e.name.endswith(".parquet") and e.is_file() for e in entries)
 
 
 def _is_mapping_store(path: Path) -> bool:
     return (path / "neighbors").is_dir() and (path / "zarr.json").exists()
 
 
-def _walk(folder: Path, depth: int, found: list[str]) -> None:
+def _walk(folder: Path, depth: int, found: list[str], suffixes: tuple[str, ...]) -> None:
     if depth > MAX_DEPTH or len(found) >= MAX_LISTED:
         return
     try:
@@ -124,10 +133,9 @@ def _walk(folder: Path, depth: int, found: list[str]) -> None:
             continue
         path = Path(entry.path)
         if entry.is_dir():
-            if _is_dataset_dir(path):
-                if not _is_mapping_store(path) and not path.name.endswith(".index"):
-                    found.append(str(path))
-            else:
-                _walk(path, depth + 1, found)
-        elif path.suffix in DATASET_SUFFIXES:
+            if not _is_dataset_dir(path):
+                _walk(path, depth + 1, found, suffixes)
+            elif suffixes == DATASET_SUFFIXES and not _is_mapping_store(path):
+                found.append(str(path))
+        elif path.suffix in suffixes:
             found.append(str(path))

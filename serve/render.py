@@ -17,7 +17,7 @@ def duration(seconds: float | None) -> str:
     """``1 h 02 min``, ``3 min 05 s``, ``12 s``; blank when unknown."""
     if seconds is None or seconds != seconds or seconds < 0:
         return ""
-    s = int(round(seconds))
+    s = round(seconds)
     if s >= 3600:
         return f"{s // 3600} h {s % 3600 // 60:02d} min"
     if s >= 60:

@@ -183,4 +183,3 @@ def summarize_remote(result_path: str, query_path: str | None, fields: dict[str,
 
     task = ray.remote(num_cpus=0.5)(summarize)
     return task.remote(result_path, query_path, fields)
-

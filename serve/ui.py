@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from serve import jobs_tab, map_tab
+from serve import explore_tab, jobs_tab, map_tab
 from serve.context import UIContext
 
 THEME = gr.themes.Soft(primary_hue="teal", secondary_hue="slate", neutral_hue="slate")
@@ -42,5 +42,7 @@ def build_blocks(ctx: UIContext) -> gr.Blocks:
         )
         with gr.Tabs() as tabs:
             mapping = map_tab.build(ctx)
+            forget = explore_tab.build(ctx)
             jobs_tab.build(ctx, tabs, mapping)
+        blocks.unload(forget)
     return blocks

@@ -89,3 +89,27 @@ def test_datasets_listing_skips_links_stores_and_hidden(layout: tuple[DataRoots,
     (store / "zarr.json").write_text("{}")
     (root_a / ".hidden.parquet").write_bytes(b"x")
     assert [Path(p).name for p in roots.datasets()] == ["images", "q.parquet", "r.h5ad", "only_in_b.npy"]
+
+
+def test_folder_of_parquet_parts_is_one_dataset(tmp_path: Path) -> None:
+    parts, mixed = tmp_path / "parts", tmp_path / "mixed"
+    parts.mkdir()
+    mixed.mkdir()
+    for i in range(3):
+        (parts / f"part-{i}.parquet").write_bytes(b"x")
+    (mixed / "query.parquet").write_bytes(b"x")
+    (mixed / "reference.h5ad").write_bytes(b"x")
+    assert [Path(p).name for p in DataRoots.parse([tmp_path]).datasets()] == [
+        "query.parquet",
+        "reference.h5ad",
+        "parts",
+    ]
+
+
+def test_image_stores_listed(tmp_path: Path) -> None:
+    (tmp_path / "col" / "embeddings" / "family=A").mkdir(parents=True)
+    (tmp_path / "col" / "embeddings" / "family=A" / "part-0.parquet").write_bytes(b"x")
+    (tmp_path / "col" / "images.h5").write_bytes(b"x")
+    roots = DataRoots.parse([tmp_path])
+    assert roots.image_stores() == [str((tmp_path / "col" / "images.h5").resolve())]
+    assert roots.datasets() == [str((tmp_path / "col" / "embeddings").resolve())]
