@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,6 +170,19 @@ class ParquetSource(EmbeddingSource):
         """Files that the filter left to read (partition pruning is visible here)."""
         return sorted({p.path for p in self._pieces})
 
+    @property
+    def row_groups(self) -> list[tuple[str, int, int]]:
+        """``(file, row group, matching rows)`` of every row group the filter left to read, in row order."""
+        return [(p.path, p.row_group, p.n_rows) for p in self._pieces]
+
+    def iter_tables(self, columns: list[str]) -> Iterator[tuple[int, pa.Table]]:
+        """``(row_start, table)`` of the named columns (partition columns too), one row group at a time."""
+        unknown = [c for c in columns if c not in self._schema.names]
+        if unknown:
+            raise ValueError(f"{self.path}: no column(s) {unknown}; columns: {self._schema.names}")
+        for i in range(len(self._pieces)):
+            yield int(self._offsets[i]), self._read_piece(i, columns)
+
     def describe(self) -> str:
         return self.path if self.filter is None else f"{self.path} [{self.filter}]"
 
@@ -210,5 +224,5 @@ class ParquetSource(EmbeddingSource):
     def read_column(self, name: str) -> np.ndarray:
         if name not in self.metadata_columns():
             return super().read_column(name)
-        parts = [self._read_piece(i, [name]).column(name) for i in range(len(self._pieces))]
+        parts = [table.column(name) for _, table in self.iter_tables([name])]
         return pa.chunked_array([c for p in parts for c in p.chunks]).to_numpy(zero_copy_only=False)
