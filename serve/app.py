@@ -73,7 +73,7 @@ class RaymapUI:
 
 def application(config: UIConfig) -> Application:
     """The bound Serve application; ``num_cpus=0`` keeps the replica off the cores the compute needs."""
-    deployment = serve.deployment(RaymapUI, name="RaymapUI").options(ray_actor_options={"num_cpus": 0})
+    deployment = serve.deployment(name="RaymapUI", ray_actor_options={"num_cpus": 0})(RaymapUI)
     return deployment.bind(config)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,13 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from raymap.sources import ParquetSource, open_source
+
+_ID_LIKE = re.compile(r"(^|_)(id|uuid|identifier)$", re.IGNORECASE)
+
+
+def is_identifier(column: str) -> bool:
+    """``cell_id``, ``uuid``, ``identifier``: one value per row, never a label or a colour."""
+    return bool(_ID_LIKE.search(column))
 
 
 @dataclass(frozen=True, slots=True)

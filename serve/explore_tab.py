@@ -35,7 +35,8 @@ def filters_markdown(filters: dict[str, list[Any]]) -> str:
 
 def summary_markdown(summary: dict[str, Any]) -> str:
     """Points, what the filter read, which backends ran and how long each step took."""
-    lines = [f"**{summary.get('points', 0):,} points** from `{Path(str(summary.get('source', ''))).name}`"]
+    source = str(summary.get("source", "")).split(" [")[0]
+    lines = [f"**{summary.get('points', 0):,} points** from `{Path(source).name}`"]
     read = summary.get("read")
     if read:
         lines.append(
@@ -53,6 +54,17 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         )
     lines.extend(f"⚠ {note}" for note in summary.get("notes") or [])
     return "\n\n".join(lines)
+
+
+def composition_column(known: dict[str, list[Any] | None], columns: list[str], k: int | None) -> str | None:
+    """The text column whose number of distinct values is closest to the number of clusters."""
+    text = [c for c in columns if c != "cluster" and known.get(c)]
+    return min(text, key=lambda c: abs(len(known[c] or []) - (k or 0))) if text else None
+
+
+def details_markdown(details: dict[str, Any]) -> str:
+    rows = "\n".join(f"| {k} | {str(v).replace('|', '/')} |" for k, v in details.items())
+    return f"| field | value |\n|---|---|\n{rows}"
 
 
 def default_images(ctx: UIContext, dataset: str) -> str | None:
@@ -102,15 +114,17 @@ def build(ctx: UIContext) -> Any:
                 scatter = scatter_component("ex-scatter")
                 summary = gr.Markdown(elem_id="ex-summary")
                 with gr.Row(equal_height=False):
-                    with gr.Column(scale=1, min_width=200):
+                    with gr.Column(scale=2, min_width=240):
                         image = gr.Image(label="Clicked point", type="pil", height=200, elem_id="ex-image")
-                        details = gr.JSON(label="Metadata", elem_id="ex-details")
+                        details = gr.Markdown(elem_id="ex-details", elem_classes="rm-details")
                     gallery = gr.Gallery(
-                        label="Nearest neighbours", columns=4, height=360, elem_id="ex-neighbours", scale=2
+                        label="Nearest neighbours", columns=4, height=380, elem_id="ex-neighbours", scale=3
                     )
                 with gr.Row():
                     comp_column = gr.Dropdown([], label="Cluster composition by", elem_id="ex-comp-column", scale=1)
-                    export_name = gr.Textbox("selection.parquet", label="Export selection to", scale=1)
+                    export_name = gr.Textbox(
+                        "selection.parquet", label="Export selection to", scale=1, elem_id="ex-export-name"
+                    )
                     export = gr.Button("Export", size="sm", scale=0, elem_id="ex-export")
                 export_links = gr.HTML(elem_id="ex-export-links")
                 comp = gr.Dataframe(interactive=False, wrap=True, elem_id="ex-composition", max_height=320)
@@ -140,14 +154,30 @@ def build(ctx: UIContext) -> Any:
         return updated, filters_markdown(updated), ""
 
     async def on_run(
-        path: Any, image_store: Any, flt: Any, n: Any, k_: Any, be: Any, proj: Any, cols: Any, request: gr.Request
+        dataset_path: Any,
+        image_store: Any,
+        filters: Any,
+        sample_size: Any,
+        clusters: Any,
+        clustering_backend: Any,
+        projection: Any,
+        request: gr.Request,
     ) -> tuple[Any, ...]:
         """Check everything (the page can be bypassed), then explore in the actor; the replica only awaits."""
         keep = (gr.update(),) * 6
         try:
-            if path and not cols:
-                cols = await ctx.explorer().columns.remote(path)
-            req = parse_explore_request(ctx.roots, path, flt, n, k_, be, proj, image_store, cols or {})
+            cols = await ctx.explorer().columns.remote(dataset_path) if dataset_path else {}
+            req = parse_explore_request(
+                ctx.roots,
+                dataset_path,
+                filters,
+                sample_size,
+                clusters,
+                clustering_backend,
+                projection,
+                image_store,
+                cols,
+            )
             view = await ctx.explorer().run.remote(request.session_hash, req, None)
         except PathRefused as e:
             log.warning("refused a path from the page: %s", e)
@@ -155,8 +185,8 @@ def build(ctx: UIContext) -> Any:
         except (*USER_ERRORS, RuntimeError) as e:
             return (render.message(user_message(e), "error"), *keep)
         columns = view["columns"]
-        text_columns = [c for c in columns if c != "cluster" and (cols or {}).get(c) is not None]
-        comp_update = gr.update(choices=text_columns, value=text_columns[0] if text_columns else None)
+        text_columns = [c for c in columns if c != "cluster" and cols.get(c)]
+        comp_update = gr.update(choices=text_columns, value=composition_column(cols, columns, req.cluster_k))
         return (
             render.message(f"Explored {view['summary']['points']:,} points.", "ok"),
             view["scatter"],
@@ -178,8 +208,8 @@ def build(ctx: UIContext) -> Any:
         try:
             found = await ctx.explorer().point.remote(request.session_hash, int(evt.position))
         except (*USER_ERRORS, RuntimeError, AttributeError) as e:
-            return None, {"error": user_message(e)}, []
-        return found["image"], found["details"], found["gallery"]
+            return None, render.message(user_message(e), "error"), []
+        return found["image"], details_markdown(found["details"]), found["gallery"]
 
     def on_select(evt: gr.EventData) -> tuple[dict[str, Any], str]:
         positions = [int(p) for p in evt.index]
@@ -217,22 +247,22 @@ def build(ctx: UIContext) -> Any:
         what = f"{len(sel.get('positions') or []):,} selected points" if sel.get("positions") else "all points"
         return render.message(f"Exported {what}.", "ok") + render.downloads_html({Path(written).name: written})
 
-    dataset.change(on_dataset, dataset, [known, f_column, images, message], api_name=False)
-    f_column.change(on_column, [f_column, known], f_values, api_name=False)
-    f_add.click(on_add, [f_column, f_values, filters], [filters, f_show, message], api_name=False)
-    f_clear.click(lambda: ({}, filters_markdown({})), outputs=[filters, f_show], api_name=False)
+    dataset.change(on_dataset, dataset, [known, f_column, images, message], api_visibility="private")
+    f_column.change(on_column, [f_column, known], f_values, api_visibility="private")
+    f_add.click(on_add, [f_column, f_values, filters], [filters, f_show, message], api_visibility="private")
+    f_clear.click(lambda: ({}, filters_markdown({})), outputs=[filters, f_show], api_visibility="private")
     run.click(
         on_run,
-        [dataset, images, filters, sample, k, backend, projection, known],
+        [dataset, images, filters, sample, k, backend, projection],
         [message, scatter, summary, color, comp_column, selection, export_links],
         api_name="explore",
-    ).then(on_comp, comp_column, comp, api_name=False)
-    color.input(on_color, color, scatter, api_name=False)
-    scatter.click(on_point, None, [image, details, gallery], api_name=False)
-    scatter.select(on_select, None, [selection, message], api_name=False)
-    zoom_in.click(on_zoom, [selection, color, gr.State(False)], [scatter, message], api_name=False)
-    zoom_out.click(on_zoom, [selection, color, gr.State(True)], [scatter, message], api_name=False)
-    comp_column.input(on_comp, comp_column, comp, api_name=False)
+    ).then(on_comp, comp_column, comp, api_visibility="private")
+    color.input(on_color, color, scatter, api_visibility="private")
+    scatter.click(on_point, None, [image, details, gallery], api_visibility="private")
+    scatter.select(on_select, None, [selection, message], api_visibility="private")
+    zoom_in.click(on_zoom, [selection, color, gr.State(False)], [scatter, message], api_visibility="private")
+    zoom_out.click(on_zoom, [selection, color, gr.State(True)], [scatter, message], api_visibility="private")
+    comp_column.input(on_comp, comp_column, comp, api_visibility="private")
     export.click(on_export, [selection, export_name], export_links, api_name="export_selection")
 
     async def forget(request: gr.Request) -> None:

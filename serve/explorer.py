@@ -62,7 +62,6 @@ class ExploreService:
             if real in self._distinct:
                 return self._distinct[real]
         from raymap.explore.filter import iter_column_tables
-
         from raymap.sources import ParquetSource, open_source
 
         source = open_source(real)
@@ -130,9 +129,8 @@ class ExploreService:
         meta_columns = [c for c in points.columns if c not in ("row_id", "x", "y")]
         color = color_by if color_by in points else ("cluster" if "cluster" in points else None)
         caption = f"{len(lod.points):,} of {lod.n_in_view:,} points in view" + (" (all)" if lod.complete else "")
-        hover = ["cluster", *[c for c in meta_columns if c != "cluster"]]
         return {
-            "scatter": payload(points, lod.points, lod.density, lod.x_range, lod.y_range, color, hover, caption),
+            "scatter": payload(points, lod.points, lod.density, lod.x_range, lod.y_range, color, caption),
             "summary": ex.summary(),
             "columns": meta_columns,
             "color_by": color,
@@ -170,9 +168,10 @@ class ExploreService:
 
         meta = read_metadata(ex.source, wanted, np.unique(rows)).to_pandas().set_index("row_id").loc[rows]
         gallery = []
-        for rank, (info, dist) in enumerate(zip(meta.itertuples(), found["distance"].to_numpy(), strict=True)):
-            caption = f"#{rank + 1} · d={dist:.3f}" + (f" · {getattr(info, label)}" if label in wanted else "")
-            gallery.append((self._image(ex, getattr(info, "identifier", None), getattr(info, "uuid", None)), caption))
+        records = meta.to_dict("records")
+        for rank, (info, dist) in enumerate(zip(records, found["distance"].to_numpy(), strict=True)):
+            caption = (f"{info[label]} · " if label in info else f"#{rank + 1} · ") + f"d {dist:.2f}"
+            gallery.append((self._image(ex, info.get("identifier"), info.get("uuid")), caption))
         details = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items() if k not in ("x", "y")}
         return {
             "image": self._image(ex, row.get("identifier"), row.get("uuid")),

@@ -110,10 +110,10 @@ def build(ctx: UIContext, tabs: gr.Tabs, map_tab: MapTab) -> gr.Tab:
         note = "" if status in TERMINAL else f"{job_id} is {status}: following it in the Map tab."
         return render.message(note, "ok"), gr.Tabs(selected="map"), gr.update(choices=[job_id], value=job_id)
 
-    refresh.click(list_jobs, outputs=table, api_name=False)
-    timer.tick(list_jobs, outputs=table, api_name=False, show_progress="hidden")
-    tab.select(list_jobs, outputs=table, api_name=False)
-    table.select(pick, outputs=selected, api_name=False)
+    refresh.click(list_jobs, outputs=table, api_visibility="private")
+    timer.tick(list_jobs, outputs=table, api_visibility="private", show_progress="hidden")
+    tab.select(list_jobs, outputs=table, api_visibility="private")
+    table.select(pick, outputs=selected, api_visibility="private")
     cancel.click(on_cancel, selected, [message, table], api_name="cancel_job")
-    open_btn.click(on_open, selected, [message, tabs, map_tab.job], api_name=False)
+    open_btn.click(on_open, selected, [message, tabs, map_tab.job], api_visibility="private")
     return tab

@@ -13,7 +13,7 @@ import gradio as gr
 from raymap.kernels import KERNELS
 from serve import render
 from serve.context import UIContext
-from serve.datainfo import dataset_info
+from serve.datainfo import dataset_info, is_identifier
 from serve.params import K_MAX, parse_map_request
 from serve.paths import PathRefused
 from serve.results import ResultSummary
@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 LOG_LINES = 40
 POLL_S = 1.0
-_ID_LIKE = re.compile(r"(^|_)(id|uuid|identifier)$", re.IGNORECASE)
 USER_ERRORS = (ValueError, FileNotFoundError, KeyError)
 
 
@@ -37,7 +36,7 @@ class MapTab:
 def default_labels(ref_columns: dict[str, str], query_columns: dict[str, str]) -> list[str]:
     """Label columns to preselect: categorical in both, not identifiers; the first such column."""
     common = [c for c, kind in ref_columns.items() if kind == "categorical" and c in query_columns]
-    return [c for c in common if not _ID_LIKE.search(c)][:1]
+    return [c for c in common if not is_identifier(str(c))][:1]
 
 
 def default_out(ctx: UIContext, query: str, reference: str) -> str:
@@ -74,8 +73,12 @@ def build(ctx: UIContext) -> MapTab:
                     info = gr.Markdown(elem_classes="rm-hint")
                     refresh = gr.Button("Rescan data roots", size="sm", variant="secondary", scale=0)
                 gr.Markdown("### 2 · Parameters")
-                labels = gr.Dropdown(
-                    [], multiselect=True, label="Label columns to transfer", elem_id="map-labels", interactive=True
+                labels = gr.Dropdown(  # custom values allowed: the server checks them against the reference
+                    [],
+                    multiselect=True,
+                    allow_custom_value=True,
+                    label="Label columns to transfer",
+                    elem_id="map-labels",
                 )
                 with gr.Row():
                     k = gr.Number(30, label=f"k (1–{K_MAX})", precision=0, elem_id="map-k", min_width=80)
@@ -108,7 +111,9 @@ def build(ctx: UIContext) -> MapTab:
 
     def describe(query_path: str | None, ref_path: str | None) -> tuple[str, Any, str]:
         """Dataset sizes, label-column choices from the reference, a free output name."""
-        notes, ref_cols, query_cols = [], {}, {}
+        notes: list[str] = []
+        ref_cols: dict[str, str] = {}
+        query_cols: dict[str, str] = {}
         for role, value in (("query", query_path), ("reference", ref_path)):
             if not value:
                 continue
@@ -123,12 +128,22 @@ def build(ctx: UIContext) -> MapTab:
         name = default_out(ctx, query_path, ref_path) if query_path and ref_path else ""
         return "\n\n".join(notes), gr.update(choices=list(ref_cols), value=chosen), name
 
-    def on_submit(q: Any, r: Any, o: Any, cols: Any, k_: Any, kern: Any, idx: Any) -> tuple[Any, ...]:
+    def on_submit(
+        query_path: Any,
+        reference_path: Any,
+        output: Any,
+        label_columns: Any,
+        k: Any,
+        kernel: Any,
+        index: Any,
+    ) -> tuple[Any, ...]:
         """Check every value here (the page can be bypassed), then submit; errors go to the page."""
         try:
-            ref_path = ctx.roots.resolve(r, what="reference") if r else None
-            kinds = dataset_info(ref_path).columns if ref_path else {}
-            request = parse_map_request(ctx.roots, q, r, o, cols, k_, kern, idx, kinds)
+            ref = ctx.roots.resolve(reference_path, what="reference") if reference_path else None
+            kinds = dataset_info(ref).columns if ref else {}
+            request = parse_map_request(
+                ctx.roots, query_path, reference_path, output, label_columns, k, kernel, index, kinds
+            )
             job_id = ctx.client().submit_map(
                 str(request.query), str(request.reference), str(request.out), **request.map_kwargs()
             )
@@ -191,16 +206,16 @@ def build(ctx: UIContext) -> MapTab:
         )
 
     results = [summary_md, field, counts, hist, confusion, downloads]
-    refresh.click(rescan, outputs=[query, reference], api_name=False)
+    refresh.click(rescan, outputs=[query, reference], api_visibility="private")
     for picker in (query, reference):
-        picker.change(describe, [query, reference], [info, labels, out], api_name=False)
+        picker.change(describe, [query, reference], [info, labels, out], api_visibility="private")
     submit.click(
         on_submit, [query, reference, out, labels, k, kernel, index], [message, job, timer], api_name="submit_map"
     )
-    job.change(lambda j: (gr.Timer(active=bool(j)), None), job, [timer, finished], api_name=False)
-    timer.tick(poll, job, [progress, logs, timer, finished], api_name=False, show_progress="hidden")
-    finished.change(show_results, finished, results, api_name=False)
-    field.input(show_results, [job, field], results, api_name=False)
+    job.change(lambda j: (gr.Timer(active=bool(j)), None), job, [timer, finished], api_visibility="private")
+    timer.tick(poll, job, [progress, logs, timer, finished], api_visibility="private", show_progress="hidden")
+    finished.change(show_results, finished, results, api_visibility="private")
+    field.input(show_results, [job, field], results, api_visibility="private")
     return MapTab(tab, job)
 
 

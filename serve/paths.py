@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -13,6 +14,7 @@ DATASET_SUFFIXES = (".parquet", ".h5ad", ".npy", ".zarr")
 IMAGE_STORE_SUFFIXES = (".h5", ".hdf5")
 MAX_LISTED = 500
 MAX_DEPTH = 4
+_NUMBERED = re.compile(r"\d+[^/]*\.parquet$")
 
 
 class PathRefused(ValueError):
@@ -75,7 +77,7 @@ class DataRoots:
         """Paths (absolute) of embedding inputs under the roots, for the pickers; mapping stores excluded.
 
         A folder is one dataset when it ends in ``.parquet``/``.zarr``, holds hive partitions
-        (``key=value`` folders) or holds nothing but Parquet files; its inside is not listed again.
+        (``key=value`` folders) or holds nothing but numbered Parquet parts; its inside is not listed again.
         Symlinks are not followed, hidden entries are skipped, depth and count are bounded.
         """
         found: list[str] = []
@@ -105,7 +107,7 @@ def _parse_text(path: object, what: str) -> str:
 
 
 def _is_dataset_dir(path: Path) -> bool:
-    """``*.parquet``/``*.zarr`` folders, hive-partitioned folders, and folders of nothing but Parquet parts."""
+    """``*.parquet``/``*.zarr`` folders, hive-partitioned folders, and folders of nothing but numbered Parquet parts."""
     if path.suffix in (".parquet", ".zarr"):
         return True
     try:
@@ -114,7 +116,11 @@ def _is_dataset_dir(path: Path) -> bool:
         return False
     if any("=" in e.name and e.is_dir(follow_symlinks=False) for e in entries):
         return True
-    return bool(entries) and all(e.name.endswith(".parquet") and e.is_file() for e in entries)
+    # Numbered parts (part-0.parquet, data_00001.parquet) make one dataset; query.parquet and
+    # reference.parquet side by side are two.
+    return bool(entries) and all(
+        e.name.endswith(".parquet") and e.is_file() and _NUMBERED.search(e.name) for e in entries
+    )
 
 
 def _is_mapping_store(path: Path) -> bool:

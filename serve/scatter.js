@@ -64,8 +64,6 @@ function draw(box) {
     ctx.fillRect(box[0], box[1], box[2] - box[0], box[3] - box[1]);
     ctx.strokeRect(box[0], box[1], box[2] - box[0], box[3] - box[1]);
   }
-  ctx.fillStyle = '#475569'; ctx.font = '12px sans-serif';
-  ctx.fillText(d.caption || '', M.l + 6, M.t + 14);
 }
 
 function legend() {
@@ -79,6 +77,11 @@ function legend() {
     sw.className = 'sw'; sw.style.background = color;
     item.append(sw, document.createTextNode(name));
     el.append(item);
+  }
+  if (d && d.caption) {
+    const cap = document.createElement('span');
+    cap.className = 'cap'; cap.textContent = d.caption;
+    el.append(cap);
   }
 }
 

@@ -15,6 +15,8 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
+from serve.datainfo import is_identifier
+
 # A qualitative palette (Tableau 20 order) for clusters and categorical columns.
 PALETTE = [
     "#4e79a7",
@@ -40,7 +42,7 @@ PALETTE = [
 ]
 OTHER_COLOR = "#c7c7c7"
 MAX_LEGEND = len(PALETTE)
-HOVER_COLUMNS = 6
+HOVER_COLUMNS = 7
 # Viridis at 6 stops, for numeric colour-by.
 _VIRIDIS = np.array([[68, 1, 84], [65, 68, 135], [42, 120, 142], [34, 168, 132], [122, 209, 81], [253, 231, 37]])
 JS = (Path(__file__).with_name("scatter.js")).read_text()
@@ -51,6 +53,7 @@ CSS = """
 .rm-tip { position: absolute; pointer-events: none; display: none; background: rgba(17,24,39,.92); color: #fff;
   font-size: 12px; padding: 6px 8px; border-radius: 6px; white-space: pre; z-index: 5; max-width: 420px; }
 .rm-legend { display: flex; flex-wrap: wrap; gap: 4px 12px; font-size: 12px; margin-top: 6px; }
+.rm-legend .cap { margin-left: auto; color: #64748b; }
 .rm-legend span.sw { display: inline-block; width: 10px; height: 10px; border-radius: 50%; margin-right: 4px; }
 """
 
@@ -94,9 +97,21 @@ def colors_for(values: pd.Series) -> tuple[list[str], list[tuple[str, str]]]:
     return [lookup.get(name, OTHER_COLOR) for name in text], legend
 
 
+def hover_columns(points: pd.DataFrame, color_by: str | None) -> list[str]:
+    """What a tooltip lists: the colour column, the cluster, then text columns most specific first (by
+    distinct values), then numbers; identifiers (``uuid``, ``identifier``, ``*_id``) are left out."""
+    skip = {"row_id", "x", "y", "cluster", color_by}
+    rest = [c for c in points.columns if c not in skip and not is_identifier(str(c))]
+    text = [c for c in rest if not pd.api.types.is_numeric_dtype(points[c])]
+    numbers = [c for c in rest if c not in text]
+    text.sort(key=lambda c: -points[c].nunique())
+    first = [c for c in (color_by, "cluster") if c and c in points]
+    return list(dict.fromkeys(first + text + numbers))[:HOVER_COLUMNS]
+
+
 def hover_text(points: pd.DataFrame, columns: list[str]) -> list[str]:
-    """One tooltip per point: ``column: value`` lines of the first :data:`HOVER_COLUMNS` columns."""
-    shown = [c for c in columns if c in points][:HOVER_COLUMNS]
+    """One tooltip per point: ``column: value`` lines."""
+    shown = [c for c in columns if c in points]
     parts = [c + ": " + points[c].astype(str) for c in shown]
     if not parts:
         return [""] * len(points)
@@ -113,7 +128,6 @@ def payload(
     x_range: tuple[float, float],
     y_range: tuple[float, float],
     color_by: str | None,
-    hover_columns: list[str],
     caption: str,
 ) -> dict[str, Any]:
     """What the browser draws: raster, ranges, and for each interactive point x, y, colour, position, tooltip."""
@@ -130,7 +144,7 @@ def payload(
         "y": np.round(shown["y"].to_numpy(dtype=np.float64), 5).tolist(),
         "pos": [int(p) for p in positions],
         "color": colors,
-        "tip": hover_text(shown, hover_columns),
+        "tip": hover_text(shown, hover_columns(points, color_by)),
         "legend": [[name, color] for name, color in legend],
         "caption": caption,
     }

@@ -29,6 +29,10 @@ CSS = """
 .rm-confusion th.rm-rot { height: 90px; vertical-align: bottom; text-align: left; }
 .rm-confusion th.rm-rot > span { writing-mode: vertical-rl; transform: rotate(180deg); }
 .rm-downloads { margin: 6px 0; }
+.rm-details { font-size: 0.85em; max-height: 300px; overflow-y: auto; }
+.rm-details table { width: 100%; font-size: 0.9em; }
+.rm-details td:first-child { white-space: nowrap; font-weight: 500; }
+#ex-image img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
 """
 
 
