@@ -213,13 +213,18 @@ def build(ctx: UIContext) -> Any:
 
     def on_select(evt: gr.EventData) -> tuple[dict[str, Any], str]:
         positions = [int(p) for p in evt.index]
-        note = f"{len(positions):,} points selected: zoom to them or export them." if positions else ""
-        return {"positions": positions, "box": list(evt.value)}, render.message(note, "info") if note else ""
+        note = f"{len(positions):,} points selected" + (": zoom to them or export them." if positions else ".")
+        return {"positions": positions, "box": list(evt.value)}, render.message(note, "info")
 
-    async def on_zoom(sel: dict[str, Any], col: str | None, whole: bool, request: gr.Request) -> tuple[Any, str]:
-        box = None if whole else sel.get("box")
-        if not whole and not box:
+    async def on_zoom_in(sel: dict[str, Any], col: str | None, request: gr.Request) -> tuple[Any, str]:
+        if not sel.get("box"):
             return gr.update(), render.message("Drag a box on the map first.", "error")
+        return await zoom(sel["box"], col, request)
+
+    async def on_zoom_out(col: str | None, request: gr.Request) -> tuple[Any, str]:
+        return await zoom(None, col, request)
+
+    async def zoom(box: list[float] | None, col: str | None, request: gr.Request) -> tuple[Any, str]:
         try:
             explorer = ctx.explorer()
             await explorer.zoom.remote(request.session_hash, *((box[:2], box[2:]) if box else (None, None)))
@@ -260,8 +265,8 @@ def build(ctx: UIContext) -> Any:
     color.input(on_color, color, scatter, api_visibility="private")
     scatter.click(on_point, None, [image, details, gallery], api_visibility="private")
     scatter.select(on_select, None, [selection, message], api_visibility="private")
-    zoom_in.click(on_zoom, [selection, color, gr.State(False)], [scatter, message], api_visibility="private")
-    zoom_out.click(on_zoom, [selection, color, gr.State(True)], [scatter, message], api_visibility="private")
+    zoom_in.click(on_zoom_in, [selection, color], [scatter, message], api_visibility="private")
+    zoom_out.click(on_zoom_out, color, [scatter, message], api_visibility="private")
     comp_column.input(on_comp, comp_column, comp, api_visibility="private")
     export.click(on_export, [selection, export_name], export_links, api_name="export_selection")
 

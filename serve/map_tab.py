@@ -97,9 +97,9 @@ def build(ctx: UIContext) -> MapTab:
                 field = gr.Dropdown([], label="Transferred field", visible=False, elem_id="map-field")
                 with gr.Row():
                     counts = gr.BarPlot(
-                        x="label", y="rows", sort="-y", title="Predicted labels", height=300, x_label_angle=-40
+                        x="label", y="rows", sort="-y", title="Predicted labels", height=320, x_label_angle=-90
                     )
-                    hist = gr.BarPlot(x="value", y="rows", title="Confidence", height=300, x_label_angle=-40)
+                    hist = gr.BarPlot(x="value", y="rows", title="Confidence", height=320, x_label_angle=-90)
                 confusion = gr.HTML(elem_id="map-confusion")
                 downloads = gr.HTML(elem_id="map-downloads")
         timer = gr.Timer(POLL_S, active=False)

@@ -95,7 +95,9 @@ def confusion_html(confusion: dict[str, dict[str, int]] | None) -> str:
             cells.append(f'<td style="{style}" title="{html.escape(true)} → {html.escape(p)}: {n:,}">{n or ""}</td>')
         rows.append(f"<tr><th>{html.escape(true)}</th>{''.join(cells)}</tr>")
     return (
-        '<div class="rm-confusion"><table><thead><tr><th>true ↓ / predicted →</th>'
+        '<div class="rm-confusion"><table><caption>Confusion: rows are the query\'s own labels, columns the '
+        "predictions; green = agreement, red = confusion, shaded by share of the row.</caption>"
+        "<thead><tr><th>true ↓ / predicted →</th>"
         f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
     )
 

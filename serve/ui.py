@@ -24,6 +24,7 @@ CSS = """
 .rm-progress-text { font-size: 0.9em; margin-top: 4px; }
 .rm-confusion { overflow-x: auto; }
 .rm-confusion table { border-collapse: collapse; font-size: 0.8em; }
+.rm-confusion caption { caption-side: top; text-align: left; padding: 4px 0 8px; color: var(--body-text-color-subdued); }
 .rm-confusion td { text-align: center; min-width: 26px; padding: 2px 4px; border: 1px solid #eee; }
 .rm-confusion th { padding: 2px 6px; font-weight: 500; white-space: nowrap; text-align: right; }
 .rm-confusion th.rm-rot { height: 90px; vertical-align: bottom; text-align: left; }
