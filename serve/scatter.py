@@ -89,7 +89,10 @@ def colors_for(values: pd.Series) -> tuple[list[str], list[tuple[str, str]]]:
         colors = [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in np.round(rgb).astype(int)]
         return colors, [(f"{lo:.3g}", "#440154"), (f"{hi:.3g}", "#fde725")]
     text = values.astype(str)
-    order = text.value_counts().index.tolist()
+    if pd.api.types.is_integer_dtype(values):  # cluster ids: in their own order
+        order = [str(v) for v in sorted(values.unique())]
+    else:
+        order = text.value_counts().index.tolist()
     lookup = {name: PALETTE[i] for i, name in enumerate(order[:MAX_LEGEND])}
     legend = [(name, lookup[name]) for name in order[:MAX_LEGEND]]
     if len(order) > MAX_LEGEND:

@@ -229,6 +229,7 @@ def test_explore_with_filter_and_projection(page: Any, server: dict[str, Any]) -
     top_values = page.locator("#ex-composition [data-testid='cell-0-2']")
     top_values.get_by_text("%").wait_for()  # cluster composition: top values with their shares
     canvas = page.locator("#ex-scatter canvas")
+    canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
     tip = page.locator("#ex-scatter .rm-tip")
     spot = None
@@ -246,6 +247,8 @@ def test_explore_with_filter_and_projection(page: Any, server: dict[str, Any]) -
     page.locator("#ex-neighbours img").first.wait_for(timeout=JOB_TIMEOUT_MS)
     assert page.locator("#ex-neighbours img").count() >= 8
     assert "species" in page.locator("#ex-details").inner_text()
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()  # the page may have moved when the neighbours arrived
     page.mouse.move(box["x"] + 3, box["y"] + 3)
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] - 3, box["y"] + box["height"] - 3, steps=6)
