@@ -21,10 +21,11 @@ from raymap.result import MappingResult
 log = logging.getLogger(__name__)
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 CONNECT_TIMEOUT_S = 5.0
+AGENT_WAIT_S = 60.0
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 KIND, OUT = "raymap_kind", "raymap_out"  # job metadata keys
 # Path-valued job parameters: relative paths are made absolute against the client's working directory.
-PATH_KEYS = ("query", "reference", "out", "index_dir", "source", "data")
+PATH_KEYS = ("query", "reference", "out", "index_dir", "data", "images")
 
 
 class Client:
@@ -39,8 +40,9 @@ class Client:
     Parameters
     ----------
     address
-        ``http(s)://host:port`` of the job server, or a ``ray://`` client address. ``None`` uses
-        ``RAY_ADDRESS`` when it is set, else :data:`DEFAULT_ADDRESS`.
+        ``http(s)://host:port`` of the job server, a ``ray://`` client address, or a cluster's
+        ``host:port`` GCS address (what ``RAY_ADDRESS`` holds inside a cluster), which Ray resolves
+        to its job server. ``None`` uses ``RAY_ADDRESS`` when it is set, else :data:`DEFAULT_ADDRESS`.
     """
 
     def __init__(self, address: str | None = None, *, _cluster: LocalCluster | None = None) -> None:
@@ -48,7 +50,7 @@ class Client:
 
         address = address or os.environ.get("RAY_ADDRESS") or DEFAULT_ADDRESS
         if "://" not in address:
-            address = f"http://{address}"
+            address = _job_server_of(address)
         _check_reachable(address)
         self.address = address
         self.cluster = _cluster
@@ -76,11 +78,15 @@ class Client:
         """Stop the local cluster this client started, if any, after stopping its running jobs."""
         if self.cluster is None:
             return
-        for job in self.list():
-            if job["status"] not in TERMINAL:
-                self.cancel(job["id"])
-        self.cluster.stop()
-        self.cluster = None
+        try:
+            for job in self.list():
+                if job["status"] not in TERMINAL:
+                    self.cancel(job["id"])
+        except OSError as e:  # the head is already gone: nothing left to cancel
+            log.warning("could not cancel the local cluster's jobs: %s", e)
+        finally:
+            self.cluster.stop()
+            self.cluster = None
 
     def __enter__(self) -> Client:
         return self
@@ -107,11 +113,14 @@ class Client:
         config = check_config({"reference": reference, "out": index_dir, **index_kwargs})
         return self._submit("build_index", config)
 
-    def submit_explore(self, source: str, out: str, **explore_kwargs: Any) -> str:
-        """Submit a batch exploration (filter, sample, cluster, project) of ``source``, written to ``out``."""
+    def submit_explore(self, data: str, out: str, **explore_kwargs: Any) -> str:
+        """Submit :func:`raymap.explore.explore` of ``data`` (filter, sample, cluster, project) as a job.
+
+        Every point, with metadata, cluster and 2-D coordinates, is exported to ``out`` (.parquet/.csv).
+        """
         from raymap.jobs.explore import check_config
 
-        config = check_config({"source": source, "out": out, **explore_kwargs})
+        config = check_config({"data": data, "out": out, **explore_kwargs})
         return self._submit("explore", config)
 
     def _submit(self, kind: str, config: dict[str, Any]) -> str:
@@ -119,7 +128,7 @@ class Client:
         with tempfile.TemporaryDirectory(prefix="raymap-job-") as staging:
             with open(os.path.join(staging, "job.json"), "w") as f:
                 json.dump(config, f, indent=2)
-            job_id = self._jobs.submit_job(
+            job_id = self._submit_when_agent_is_up(
                 entrypoint=entrypoint_for(kind, "job.json"),
                 runtime_env={"working_dir": staging, "env_vars": {"PYTHONUNBUFFERED": "1"}},
                 metadata={KIND: kind, OUT: str(config.get("out", ""))},
@@ -127,6 +136,17 @@ class Client:
             )
         log.info("submitted %s job %s to %s", kind, job_id, self.address)
         return str(job_id)
+
+    def _submit_when_agent_is_up(self, **job: Any) -> str:
+        """A head that just started serves HTTP before its job agent registers: retry that one refusal."""
+        deadline = time.monotonic() + AGENT_WAIT_S
+        while True:
+            try:
+                return str(self._jobs.submit_job(**job))
+            except RuntimeError as e:
+                if "No available agent" not in str(e) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(1.0)
 
     # --- follow ------------------------------------------------------------------------
     def status(self, job_id: str) -> str:
@@ -199,12 +219,23 @@ def _absolute(value: Any) -> Any:
     return value
 
 
+def _job_server_of(gcs_address: str) -> str:
+    """The job server URL a cluster publishes in its GCS, as Ray resolves a scheme-less address."""
+    from ray.dashboard.utils import ray_address_to_api_server_url
+
+    host, _, port = gcs_address.rpartition(":")
+    if not port.isdigit():
+        raise ValueError(f"expected http(s)://host:port, ray://host:port or a GCS host:port, got {gcs_address!r}")
+    _check_reachable(f"tcp://{host}:{port}")
+    return str(ray_address_to_api_server_url(gcs_address))
+
+
 def _check_reachable(address: str) -> None:
     """Fail in seconds, naming the address, instead of waiting on a TCP timeout or retry loop."""
     parts = urlsplit(address)
-    if parts.scheme not in ("http", "https", "ray"):
+    if parts.scheme not in ("http", "https", "ray", "tcp"):
         raise ValueError(f"job server address must be http(s):// or ray://, got {address!r}")
-    port = parts.port or {"http": 80, "https": 443, "ray": 10001}[parts.scheme]
+    port = parts.port or {"http": 80, "https": 443, "ray": 10001, "tcp": 6379}[parts.scheme]
     try:
         socket.create_connection((parts.hostname or "127.0.0.1", port), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as e:

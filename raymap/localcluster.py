@@ -16,7 +16,9 @@ import urllib.request
 from pathlib import Path
 
 log = logging.getLogger(__name__)
-START_TIMEOUT_S = 120.0
+START_TIMEOUT_S = 180.0
+START_ATTEMPTS = 2
+READY_LINE = "This command will now block forever"  # what `ray start --block` prints once the node is up
 
 
 def free_port() -> int:
@@ -43,11 +45,15 @@ class LocalCluster:
         object_store_memory: int = 256 * 2**20,
     ) -> None:
         self.num_cpus, self.num_gpus, self.object_store_memory = num_cpus, num_gpus, object_store_memory
+        self.process: subprocess.Popen[bytes] | None = None
+        self._allocate()
+
+    def _allocate(self) -> None:
         self.gcs_port = free_port()
         self.dashboard_port = free_port()
         # Short path: Ray's unix sockets live under it (107-byte limit).
         self.temp_dir = tempfile.mkdtemp(prefix="rmc-", dir="/tmp")
-        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = Path(self.temp_dir) / "head.log"
 
     @property
     def address(self) -> str:
@@ -60,6 +66,11 @@ class LocalCluster:
         return f"{_node_ip()}:{self.gcs_port}"
 
     def start(self) -> LocalCluster:
+        """Launch the head and wait until its job server answers."""
+        return self.launch().wait_ready()
+
+    def launch(self) -> LocalCluster:
+        """Launch the head without waiting (overlap its start-up with other work; then :meth:`wait_ready`)."""
         cmd = [
             str(Path(sys.executable).with_name("ray")),
             "start",
@@ -87,27 +98,55 @@ class LocalCluster:
         }
         for name in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
             env.pop(name, None)  # a head never joins another cluster
-        log_path = Path(self.temp_dir) / "head.log"
-        with open(log_path, "wb") as out:
+        with open(self.log_path, "wb") as out:
             self.process = subprocess.Popen(
                 cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )
-        log.info("starting a local Ray head (job server %s, log %s)", self.address, log_path)
+        log.info("starting a local Ray head (job server %s, log %s)", self.address, self.log_path)
+        return self
+
+    def wait_ready(self, attempts: int = START_ATTEMPTS) -> LocalCluster:
+        """Wait until the head has fully started; relaunch it if ``ray start`` gave up on the way.
+
+        The job server answers before the raylet has registered, and on an overloaded machine
+        ``ray start`` gives up after 30 s (not configurable): only its "block forever" line means up.
+        """
+        for attempt in range(1, attempts + 1):
+            if self.process is None:
+                raise RuntimeError("the local Ray head was not launched (call launch() or start())")
+            code = self._wait_once()
+            if code is None:
+                return self
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            self.stop()
+            if attempt == attempts:
+                raise RuntimeError(f"ray start exited with code {code} ({attempts} attempts):\n{tail}")
+            log.warning("ray start exited with code %s; starting the head again:\n%s", code, tail)
+            self._allocate()
+            self.launch()
+        return self
+
+    def _wait_once(self) -> int | None:
+        """None once up; the exit code if ``ray start`` ended first."""
+        assert self.process is not None
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                self.stop()
-                raise RuntimeError(f"ray start exited with code {self.process.returncode}:\n{tail}")
-            if _job_server_up(self.address):
-                return self
+            code = self.process.poll()
+            if code is not None:
+                return code
+            log_text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+            if READY_LINE in log_text and _job_server_up(self.address):
+                return None
             time.sleep(0.5)
         self.stop()
-        raise TimeoutError(f"the local Ray head did not serve {self.address} within {START_TIMEOUT_S:.0f} s")
+        raise TimeoutError(f"the local Ray head did not start within {START_TIMEOUT_S:.0f} s")
 
-    def stop(self, grace_s: float = 10.0) -> None:
+    def stop(self, grace_s: float = 5.0) -> None:
         """SIGTERM the head's process group, SIGKILL what is left after ``grace_s``; remove the temp dir."""
         if self.process is not None:
+            if self.process.poll() is not None:  # died on its own: keep the reason before the logs go
+                tail = self.log_path.read_text(errors="replace")[-3000:]
+                log.warning("the local Ray head had exited (code %s) before stop():\n%s", self.process.returncode, tail)
             _kill_group(self.process.pid, signal.SIGTERM)
             deadline = time.monotonic() + grace_s
             while (self.process.poll() is None or _group_alive(self.process.pid)) and time.monotonic() < deadline:

@@ -6,6 +6,7 @@ import logging
 import os
 
 log = logging.getLogger(__name__)
+AUTOSCALE_GPUS_ENV = "RAYMAP_AUTOSCALE_GPUS"
 
 
 def ensure_ray(num_cpus: int | None = None, num_gpus: int | None = None) -> None:
@@ -42,4 +43,14 @@ def cluster_shape() -> tuple[int, int, int]:
 
     total = ray.cluster_resources()
     node_cpus = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
-    return int(total.get("CPU", 1)), max(node_cpus or [1]), int(total.get("GPU", 0))
+    # An autoscaling cluster may have no GPU node up yet; its config names how many GPUs it can add
+    # (cluster.yaml), and the shard actors' num_gpus requests are what make it add them.
+    return int(total.get("CPU", 1)), max(node_cpus or [1]), max(int(total.get("GPU", 0)), autoscale_gpus())
+
+
+def autoscale_gpus() -> int:
+    """GPUs the cluster may add on demand (``RAYMAP_AUTOSCALE_GPUS``, set in cluster.yaml); 0 when unset."""
+    text = os.environ.get(AUTOSCALE_GPUS_ENV, "0").strip()
+    if not text.isdigit():
+        raise ValueError(f"{AUTOSCALE_GPUS_ENV} must be a number of GPUs >= 0, got {text!r}")
+    return int(text)

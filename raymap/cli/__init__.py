@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError, RuntimeError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, RuntimeError, ConnectionError, TimeoutError) as e:
         print(f"raymap {args.command}: error: {e}", file=sys.stderr)
         return 2
 

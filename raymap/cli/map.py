@@ -26,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--query", required=required, help="Parquet file/folder, .zarr, .h5ad or .npy")
     p.add_argument("--reference", default=None, help="as --query; omit to self-map")
     p.add_argument("--out", required=required, help="zarr store to write")
+    p.add_argument("--index-dir", default=None, help="reuse/build the index here (default <out>.index)")
     add_map_arguments(p)
     p.add_argument("--column", default="emb", help="Parquet embedding column")
     p.add_argument("--use-rep", default="X_pca", help="AnnData obsm key or X")
@@ -48,6 +49,7 @@ def map_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "metric": args.metric,
         "nprobe": args.nprobe,
         "n_shards": args.n_shards,
+        "index_dir": args.index_dir,
         "backend": args.backend,
         "memory_budget": args.memory_budget,
         "exclude_self": not args.keep_self,

@@ -34,15 +34,24 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     return {**DEFAULTS, **check_keys(config, DEFAULTS, REQUIRED, "build_index")}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m raymap.jobs.build_index", description=__doc__)
-    p.add_argument("--config", default=None, help="YAML/JSON file with the keys below")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """One flag per config key (``--n-shards`` for ``n_shards``); shared with ``raymap build-index``/``submit``."""
     for key, default in DEFAULTS.items():
         flag = "--" + key.replace("_", "-")
         if isinstance(default, bool):
             p.add_argument(flag, dest=key, action="store_true")
         else:
             p.add_argument(flag, dest=key, default=default, type=int if key == "nprobe" else type(default or ""))
+
+
+def flags_to_config(args: argparse.Namespace) -> dict[str, Any]:
+    return {key: getattr(args, key) for key in DEFAULTS}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m raymap.jobs.build_index", description=__doc__)
+    p.add_argument("--config", default=None, help="YAML/JSON file with the keys below")
+    add_arguments(p)
     return p
 
 
@@ -81,8 +90,7 @@ def run(config: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    flags = lambda args: {k: v for k, v in vars(args).items() if k != "config"}  # noqa: E731
-    return run_job(lambda: run(config_from_args(parser, argv, flags)), "build_index")
+    return run_job(lambda: run(config_from_args(parser, argv, flags_to_config)), "build_index")
 
 
 if __name__ == "__main__":
