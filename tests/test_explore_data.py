@@ -139,3 +139,13 @@ def test_gather_and_iter_rows_match_a_full_read(images):
     assert offsets == sorted(offsets) and offsets[0] == 0
     with pytest.raises(IndexError):
         gather(source, np.array([source.n_rows]), 128)
+
+
+def test_stratified_rows_on_integer_and_partition_columns(images):
+    ints = pa.array(np.repeat(np.arange(5, dtype=np.int32), [1, 10, 100, 1_000, 3]))
+    rows = stratified_rows(lambda: iter([(0, ints)]), cap=50)
+    assert np.bincount(ints.to_numpy()[rows]).tolist() == [1, 10, 50, 50, 3]
+    source = open_filtered(images.parquet).source
+    by_family = stratified_rows(lambda: ((s, t.column("family")) for s, t in source.iter_tables(["family"])), cap=40)
+    families = read_metadata(source, ["family"], by_family).column("family").to_pandas()
+    assert families.value_counts().max() == 40

@@ -58,11 +58,13 @@ def stratified_rows(
     """
     _check_size(cap, "cap per stratum")
     counts: dict[object, int] = {}
+    value_type = pa.null()
     for _, values in column_batches():
+        value_type = values.type
         for item in pc.value_counts(values).to_pylist():
             counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
     keys = [k for k in counts if k is not None]
-    value_set = pa.array(keys) if keys else None
+    value_set = pa.array(keys, type=value_type) if keys else None
     null_code = len(keys)
     totals = np.array([counts[k] for k in keys] + [counts.get(None, 0)], dtype=np.int64)
     rng = np.random.default_rng(seed)
