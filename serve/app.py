@@ -57,7 +57,8 @@ def build_asgi_app(config: UIConfig) -> Any:
         return FileResponse(real, filename=real.name)
 
     blocks = build_blocks(ctx).queue(default_concurrency_limit=MAX_CONCURRENT_EVENTS)
-    return gr.mount_gradio_app(app, blocks, path="/ui", theme=THEME, css=CSS, footer_links=[])
+    # No component takes uploads: max_file_size=0 keeps Gradio's upload route from writing outside the roots.
+    return gr.mount_gradio_app(app, blocks, path="/ui", theme=THEME, css=CSS, footer_links=[], max_file_size=0)
 
 
 @serve.ingress()

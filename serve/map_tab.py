@@ -27,9 +27,8 @@ USER_ERRORS = (ValueError, FileNotFoundError, KeyError)
 
 @dataclass(slots=True)
 class MapTab:
-    """Components other tabs drive: the job being shown and the tab itself."""
+    """Components other tabs drive: the job the Map tab follows."""
 
-    tab: gr.Tab
     job: gr.Dropdown
 
 
@@ -59,7 +58,7 @@ def _stem(path: str) -> str:
 def build(ctx: UIContext) -> MapTab:
     """Lay out the tab and wire its events; handlers only talk to the job server and await Ray tasks."""
     datasets = ctx.roots.datasets()
-    with gr.Tab("Map", id="map") as tab:
+    with gr.Tab("Map", id="map"):
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=340, elem_classes="rm-panel"):
                 gr.Markdown("### 1 · Data")
@@ -216,7 +215,7 @@ def build(ctx: UIContext) -> MapTab:
     timer.tick(poll, job, [progress, logs, timer, finished], api_visibility="private", show_progress="hidden")
     finished.change(show_results, finished, results, api_visibility="private")
     field.input(show_results, [job, field], results, api_visibility="private")
-    return MapTab(tab, job)
+    return MapTab(job)
 
 
 async def load_summary(ctx: UIContext, job_id: str) -> ResultSummary:
