@@ -17,7 +17,7 @@ import pandas as pd
 
 from serve.datainfo import is_identifier
 
-# A qualitative palette (Tableau 20 order) for clusters and categorical columns.
+# A qualitative palette: Tableau 10, then ten hues chosen to stay apart from them.
 PALETTE = [
     "#4e79a7",
     "#f28e2b",
@@ -29,16 +29,16 @@ PALETTE = [
     "#ff9da7",
     "#9c755f",
     "#bab0ac",
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
+    "#000075",
+    "#808000",
+    "#800000",
+    "#42d4f4",
+    "#911eb4",
+    "#bfef45",
+    "#f032e6",
+    "#469990",
+    "#dcbeff",
+    "#000000",
 ]
 OTHER_COLOR = "#c7c7c7"
 MAX_LEGEND = len(PALETTE)
