@@ -202,6 +202,7 @@ def _job_dict(job: Any) -> dict[str, Any]:
 
     return {
         "id": job.submission_id or job.job_id,
+        "type": str(getattr(job.type, "value", job.type)),  # SUBMISSION, or DRIVER for a plain ray.init() script
         "status": str(job.status.value),
         "start_time": seconds(job.start_time),
         "end_time": seconds(job.end_time),

@@ -1,0 +1,1 @@
+"""Ray Serve application hosting raymap's Gradio UI: map jobs, exploration, job list."""
