@@ -14,7 +14,7 @@ PYTHON_BOOTSTRAP := $(shell for v in 3.12 3.13 3.11; do \
 	  if [ -n "$$p" ] && "$$p" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then echo $$p; exit; fi; \
 	done; command -v python3)
 
-.PHONY: venv demo test lint bench bench-quick clean
+.PHONY: venv demo test lint browser bench bench-quick clean
 
 venv: $(STAMP)
 
@@ -33,7 +33,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy raymap
 
-test: lint
+# Headless Chromium from Debian for the browser test (Playwright drives it; nothing is downloaded at run time).
+browser:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+	  echo "raymap: no chromium; the browser test will skip"
+
+test: lint browser
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
