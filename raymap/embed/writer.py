@@ -109,7 +109,7 @@ class EmbeddingWriter:
         if not any(self.parquet.rglob("*.parquet")):
             return pa.array([], pa.string())
         table = ds.dataset(self.parquet, format="parquet", partitioning="hive").to_table(columns=["uuid"])
-        return pc.unique(table.column("uuid")).combine_chunks() if table.num_rows else pa.array([], pa.string())
+        return pc.unique(table.column("uuid").combine_chunks())
 
     def write(self, batch: pa.Table) -> None:
         """Commit embedded rows: thumbnails first, then the Parquet files, each moved into place atomically."""
