@@ -27,6 +27,7 @@ from raymap.embed import (  # noqa: E402
     resolve_model,
 )
 from raymap.embed.images import ERROR, PIXELS, THUMBNAIL, geometric_transform, prepare_images  # noqa: E402
+from raymap.embed.pipeline import PREPROCESS_CPUS  # noqa: E402
 
 ARCH, SIZE = "ViT-S-32", 64  # smallest open_clip ViT, at 64 px: ~1 s to build, milliseconds per image
 
@@ -112,6 +113,33 @@ def test_weights_load_offline_from_a_file_and_from_the_hub_cache(tmp_path: Path,
     pixels = np.asarray(geometric_transform(spec.preprocess)(image))[None]
     got = OpenClipEmbedder(spec, seed=0).embed(pixels)
     np.testing.assert_allclose(got, _reference_embedding(model, image, spec.preprocess), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"size": SIZE},
+        {"size": (48, 64)},
+        {"size": (64, 40)},
+        {"size": SIZE, "interpolation": "bilinear"},
+        {"size": (48, 64), "resize_mode": "squash"},
+        {"size": SIZE, "resize_mode": "longest", "fill_color": 128},
+        {"size": (48, 64), "resize_mode": "longest"},
+    ],
+)
+def test_pillow_preprocessing_is_open_clips_pixel_for_pixel(photo: Path, cfg: dict):
+    """The torch-free resize/crop of the CPU workers == open_clip's eval transform before ToTensor."""
+    from dataclasses import asdict
+
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+    from torchvision.transforms import Compose
+
+    full = PreprocessCfg(**cfg)
+    reference = Compose(image_transform_v2(full, is_train=False).transforms[:-2])
+    ours = geometric_transform(asdict(full))
+    image = Image.open(photo).convert("RGB")
+    for img in (image, image.crop((0, 0, 150, 300)), image.crop((10, 10, 41, 40)), image.resize(full.input_size[1:])):
+        np.testing.assert_array_equal(np.asarray(ours(img)), np.asarray(reference(img)))
 
 
 def test_split_preprocessing_equals_open_clips_transform(photo: Path):
@@ -211,7 +239,7 @@ def test_bad_inputs_are_clear_errors(tmp_path: Path, content: str | None, name: 
 def test_inference_plan_and_batch_size_follow_the_cluster_and_memory():
     cpu = plan_inference(total_cpus=2, node_cpus=2, n_gpus=0)
     assert (cpu.device, cpu.n_actors, cpu.num_gpus, cpu.threads) == ("cpu", 1, 0.0, 2)
-    assert cpu.num_cpus + cpu.preprocess_cpus <= 2 and cpu.num_cpus != cpu.preprocess_cpus  # no deadlock, no fusion
+    assert cpu.num_cpus + PREPROCESS_CPUS <= 2 and cpu.num_cpus != PREPROCESS_CPUS  # no deadlock, no fusion
     gpu = plan_inference(total_cpus=32, node_cpus=16, n_gpus=4)
     assert (gpu.device, gpu.n_actors, gpu.num_gpus) == ("cuda", 4, 1.0)
     spec = resolve_model("ViT-B-32")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import io
-import json
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -33,27 +31,56 @@ def load_rgb(path: str) -> Any:
         return img.convert("RGB")
 
 
-@functools.lru_cache(maxsize=4)
-def _geometric(preprocess_json: str) -> Callable[[Any], Any]:
-    from open_clip.transform import PreprocessCfg, image_transform_v2
-    from torchvision.transforms import Compose, Normalize, ToTensor
-
-    cfg = json.loads(preprocess_json)
-    steps = image_transform_v2(PreprocessCfg(**cfg), is_train=False).transforms
-    cut = next(i for i, t in enumerate(steps) if isinstance(t, ToTensor))
-    tail = steps[cut:]
-    if len(tail) != 2 or not isinstance(tail[1], Normalize):
-        raise RuntimeError(f"unexpected open_clip eval transform tail {tail}; expected ToTensor + Normalize")
-    return Compose(steps[:cut])
+def _resize(img: Image.Image, h: int, w: int, resample: Image.Resampling) -> Image.Image:
+    """torchvision's ``F.resize`` on a PIL image: a no-op when the size already matches."""
+    return img if (img.height, img.width) == (h, w) else img.resize((w, h), resample)
 
 
-def geometric_transform(preprocess: dict[str, Any]) -> Callable[[Any], Any]:
-    """open_clip's eval transform up to ToTensor (resize, crop, RGB): PIL in, PIL of the model's size out.
+def _crop_or_pad(img: Image.Image, h: int, w: int, fill: int) -> Image.Image:
+    """torchvision / open_clip center crop: pad with ``fill`` where the image is smaller, then crop the middle."""
+    if w > img.width or h > img.height:
+        left, top = max(0, (w - img.width) // 2), max(0, (h - img.height) // 2)
+        canvas = Image.new("RGB", (max(w, img.width), max(h, img.height)), (fill,) * 3)
+        canvas.paste(img, (left, top))
+        img = canvas
+    top, left = round((img.height - h) / 2.0), round((img.width - w) / 2.0)  # banker's rounding, as torchvision
+    return img if (img.height, img.width) == (h, w) else img.crop((left, top, left + w, top + h))
 
-    The rest (ToTensor + Normalize) runs on the model's device, so workers ship uint8 pixels, 4x
-    fewer bytes than float32 through the object store.
+
+def _keep_ratio(img: Image.Image, h: int, w: int, longest: float) -> tuple[int, int]:
+    """open_clip's ``ResizeKeepRatio`` size (no random scale/aspect: eval)."""
+    rh, rw = img.height / h, img.width / w
+    ratio = max(rh, rw) * longest + min(rh, rw) * (1.0 - longest)
+    return round(img.height / ratio), round(img.width / ratio)
+
+
+def geometric_transform(preprocess: dict[str, Any]) -> Callable[[Image.Image], Image.Image]:
+    """open_clip's eval transform up to ToTensor (resize + crop/pad), in Pillow alone.
+
+    The same Pillow calls torchvision makes for ``resize_mode`` shortest / squash / longest
+    (checked pixel for pixel against open_clip in the tests), without importing torch: the
+    preprocessing workers stay light. ToTensor + Normalize run on the model's device, so
+    workers ship uint8 pixels, 4x fewer bytes than float32 through the object store.
     """
-    return _geometric(json.dumps(preprocess, sort_keys=True, default=list))
+    size, mode = preprocess["size"], preprocess.get("resize_mode", "shortest")
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    resample = Image.Resampling.BILINEAR if preprocess.get("interpolation") == "bilinear" else Image.Resampling.BICUBIC
+    fill = int(preprocess.get("fill_color", 0))
+    if mode not in ("shortest", "squash", "longest"):
+        raise ValueError(f"resize_mode: expected shortest, squash or longest, got {mode!r}")
+
+    def transform(img: Image.Image) -> Image.Image:
+        if mode == "squash":
+            return _resize(img, h, w, resample)
+        if mode == "longest":
+            return _crop_or_pad(_resize(img, *_keep_ratio(img, h, w, 1.0), resample), h, w, fill)
+        if h != w:  # open_clip: ResizeKeepRatio on the shortest edge, always bicubic
+            return _crop_or_pad(_resize(img, *_keep_ratio(img, h, w, 0.0), Image.Resampling.BICUBIC), h, w, 0)
+        short, long = sorted((img.width, img.height))  # torchvision Resize(int): shortest edge, long one truncated
+        size = (int(h * long / short), h) if img.width <= img.height else (h, int(h * long / short))
+        return _crop_or_pad(_resize(img, *size, resample), h, w, 0)
+
+    return transform
 
 
 def thumbnail_bytes(img: Any, size: int) -> bytes:

@@ -273,7 +273,10 @@ class OpenClipEmbedder:
         """uint8 (n, H, W, 3) -> normalised (n, 3, H, W) in the model's dtype: open_clip's ToTensor + Normalize."""
         import torch
 
-        x = torch.from_numpy(np.require(pixels, requirements=["C", "W"])).to(self.device).permute(0, 3, 1, 2).float() / 255.0
+        x = (
+            torch.from_numpy(np.require(pixels, requirements=["C", "W"])).to(self.device).permute(0, 3, 1, 2).float()
+            / 255.0
+        )
         return ((x - self.mean) / self.std).to(self.dtype)
 
     def embed(self, pixels: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from raymap.embed.writer import EmbeddingWriter, output_schema
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]  # phase, images done, images total
 MAX_BATCH = 1024
+PREPROCESS_CPUS = 1.0  # per decode/resize task: Pillow alone, no torch in these workers
 N_SKIPPED_SHOWN = 20
 LOG_EVERY_S = 10.0
 
@@ -34,21 +35,20 @@ class InferencePlan:
     n_actors: int  # pool upper bound: one per GPU, else one per CPU node
     num_cpus: float  # reserved per actor: leaves CPUs for the preprocessing tasks (FIELD-NOTES deadlock trap)
     num_gpus: float
-    preprocess_cpus: float  # per preprocessing task; differs from the actor's so Ray Data cannot fuse the two
     threads: int  # torch intra-op threads, set in the thread that runs the model
     device: str
 
 
 def plan_inference(total_cpus: int, node_cpus: int, n_gpus: int) -> InferencePlan:
-    """One actor per GPU (fp16), else one per CPU node holding half its CPUs and running on all of them.
+    """One fp16 actor per GPU; else one actor per CPU node that reserves half a CPU and runs torch on all of them.
 
-    Preprocessing tasks take a quarter CPU on CPU-only clusters: decoding overlaps inference
-    instead of being fused into the actor, which Ray Data does when both ask for the same resources.
+    Preprocessing tasks take one CPU each (:data:`PREPROCESS_CPUS`). The CPU actor's token half
+    CPU leaves the rest to them, so decoding overlaps inference, and its differing resources keep
+    Ray Data from fusing the preprocessing into the actor (it fuses stages that ask for the same).
     """
     if n_gpus > 0:
-        return InferencePlan(n_gpus, 1.0, 1.0, 1.0, 1, "cuda")
-    n_nodes = max(1, total_cpus // max(1, node_cpus))
-    return InferencePlan(n_nodes, max(0.5, node_cpus / 2), 0.0, 0.25, max(1, node_cpus), "cpu")
+        return InferencePlan(n_gpus, 1.0, 1.0, 1, "cuda")
+    return InferencePlan(max(1, total_cpus // max(1, node_cpus)), 0.5, 0.0, max(1, node_cpus), "cpu")
 
 
 def batch_rows(spec: ModelSpec, memory_budget: int | str, device: str) -> int:
@@ -267,7 +267,7 @@ def _embed_rows(
             fn_kwargs={"preprocess": spec.preprocess, "thumbnail_size": thumbnail_size},
             batch_format="pyarrow",
             batch_size=None,
-            num_cpus=plan.preprocess_cpus,
+            num_cpus=PREPROCESS_CPUS,
         )
         .map_batches(
             ImageEmbedActor,
