@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import runpy
+import sys
 import uuid
 from pathlib import Path
 
@@ -16,12 +18,13 @@ pytest.importorskip("open_clip", reason="the embed extra (torch, open-clip-torch
 from PIL import Image
 from sklearn.datasets import load_digits, load_sample_images
 
-from raymap.embed import embed, read_model_metadata
+from raymap.embed import embed, read_model_metadata, read_summary
 
 pytestmark = pytest.mark.ray
 MODEL = {"model": "ViT-S-32", "image_size": 64, "thumbnail_size": 48}  # small and fast; random weights
 BUDGET = "8MiB"  # a handful of images per batch, so several batches flow through the pool
 N_DIGITS = 10
+JOB = Path(__file__).resolve().parent.parent / "jobs" / "embed.py"
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +111,9 @@ def test_folder_embeds_images_and_reports_bad_files(folder_run, image_folder: Pa
     assert _embed_actors() == []  # the model pool lived only while the images flowed
 
 
-def test_manifest_carries_metadata_resumes_and_is_deterministic(folder_run, image_folder: Path, tmp_path: Path):
+def test_manifest_carries_metadata_resumes_and_is_deterministic(
+    folder_run, image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
     rows = ["identifier,family,genus,img_type,source_dataset"]
     rows += [
         f"collection/digits/digit{i}.png,Digit,{'even' if i % 2 == 0 else 'odd'},drawing,digits"
@@ -145,7 +150,14 @@ def test_manifest_carries_metadata_resumes_and_is_deterministic(folder_run, imag
     from raymap.cli import main
 
     assert main(["embed", str(full), "--out", str(out), "--model", "ViT-S-32", "--image-size", "64"]) == 0
-    assert json.loads((out / "embed.json").read_text())["runs"][-1]["already_embedded"] == N_DIGITS + 2
+    assert read_summary(out)["runs"][-1]["already_embedded"] == N_DIGITS + 2
+    argv = [str(JOB), str(full), "--out", str(out), "--model", "ViT-S-32", "--image-size", "64"]
+    monkeypatch.setattr(sys, "argv", argv)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:  # the job entry point as `ray job submit` runs it; nothing left to embed
+        runpy.run_path(str(JOB), run_name="__main__")
+    assert done.value.code == 0
+    assert json.loads(capsys.readouterr().out)["already_embedded"] == N_DIGITS + 2
     with pytest.raises(ValueError, match="another model"):
         embed(full, out, model="ViT-S-32", image_size=96)
     assert main(["embed", str(tmp_path / "missing"), "--out", str(out)]) == 2

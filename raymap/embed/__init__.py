@@ -5,7 +5,7 @@ from __future__ import annotations
 from raymap.embed.inputs import image_uuid, read_input
 from raymap.embed.models import Embedder, MissingWeightsError, ModelSpec, OpenClipEmbedder, resolve_model
 from raymap.embed.pipeline import EmbedResult, InferencePlan, batch_rows, embed, plan_inference
-from raymap.embed.writer import read_model_metadata
+from raymap.embed.writer import read_model_metadata, read_summary
 
 __all__ = [
     "EmbedResult",
@@ -20,5 +20,6 @@ __all__ = [
     "plan_inference",
     "read_input",
     "read_model_metadata",
+    "read_summary",
     "resolve_model",
 ]

@@ -258,6 +258,7 @@ class OpenClipEmbedder:
             force_image_size=spec.image_size,
             force_quick_gelu=spec.quick_gelu,
             force_preprocess_cfg=spec.preprocess,
+            pretrained_text=False,  # the text tower is unused: never fetch its base weights
             require_pretrained=not spec.random_weights,
         )
         visual_size = model.visual.image_size

@@ -42,6 +42,12 @@ def read_model_metadata(parquet_dir: str | os.PathLike[str]) -> dict[str, Any] |
     return json.loads(meta[META_KEY]) if META_KEY in meta else None
 
 
+def read_summary(out: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The sidecar of an embedding output (model, layout, row count, every run's counts), None if absent."""
+    path = Path(out) / SIDECAR
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 class EmbeddingWriter:
     """Appends embedded batches under ``out``; each Parquet file lands atomically, so resume trusts what it sees.
 
@@ -144,7 +150,7 @@ class EmbeddingWriter:
             self._h5.close()
             self._h5 = None
         shutil.rmtree(self.root / STAGING, ignore_errors=True)
-        previous = json.loads(self.sidecar.read_text()) if self.sidecar.exists() else {}
+        previous = read_summary(self.root) or {}
         sidecar = {
             "model": json.loads(self.schema.metadata[META_KEY]),
             "parquet": PARQUET_DIR,
