@@ -87,6 +87,7 @@ def raymap_embed(folder: Path, out: Path, model: str, memory_budget: str) -> dic
         "steady_images_per_s": round(steady, 2),
         "batches": len(marks),
         "embedded": result.n_embedded,
+        **{k: v for k, v in result.report.record().items() if k.startswith("actor")},
     }
 
 

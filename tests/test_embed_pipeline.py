@@ -101,7 +101,10 @@ def test_folder_embeds_images_and_reports_bad_files(folder_run, image_folder: Pa
     assert model["preprocess"]["resize_mode"] == "shortest" and model["weights"].startswith("random")
     sidecar = json.loads((r.root / "embed.json").read_text())
     assert sidecar["model"] == model and sidecar["n_rows"] == N_DIGITS + 2
-    assert sidecar["runs"][-1]["skipped"] == 3 and sidecar["runs"][-1]["device"] == "cpu"
+    run = sidecar["runs"][-1]
+    assert run["skipped"] == 3 and run["device"] == "cpu" and run["actors"] == 1
+    assert 0 < run["actor_busy_s"] <= run["actor_alive_s"] and 0 < run["actor_busy_share"] <= 1
+    assert "_actor" not in t.column_names  # timing columns stay out of the dataset
 
     with h5py.File(r.images_h5) as h5:
         assert sorted(h5) == sorted(t.column("uuid").to_pylist())

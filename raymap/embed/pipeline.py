@@ -26,6 +26,7 @@ MAX_BATCH = 1024
 PREPROCESS_CPUS = 1.0  # per decode/resize task: Pillow alone, no torch in these workers
 N_SKIPPED_SHOWN = 20
 LOG_EVERY_S = 10.0
+ACTOR, STARTED, ENDED, BUSY = "_actor", "_actor_started", "_batch_ended", "_busy_s"  # timing columns, not written
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,7 @@ class ImageEmbedActor:
     def __init__(self, spec: ModelSpec, plan: InferencePlan, seed: int) -> None:
         import torch
 
+        self.name, self.started = f"{os.uname().nodename}:{os.getpid()}", time.time()  # model loading counts as idle
         device = plan.device
         if device == "cuda" and not torch.cuda.is_available():
             log.warning("the actor was given a GPU but torch sees no CUDA device; running on the CPU")
@@ -77,17 +79,52 @@ class ImageEmbedActor:
         from raymap.datasets import embedding_array
 
         torch.set_num_threads(self.threads)  # per calling thread: Ray calls here from another thread than __init__
+        t0 = time.perf_counter()
         ok = batch.column(ERROR).is_null().to_numpy(zero_copy_only=False)
         emb = np.zeros((batch.num_rows, self.embedder.spec.dim), np.float32)
         if ok.any():
             pixels = batch.column(PIXELS).combine_chunks().to_numpy_ndarray()
             emb[ok] = self.embedder.embed(pixels[ok])
-        return batch.drop_columns([PIXELS]).append_column("emb", embedding_array(emb))
+        n, busy = batch.num_rows, time.perf_counter() - t0
+        clock = {ACTOR: [self.name] * n, STARTED: [self.started] * n, BUSY: [busy / n] * n, ENDED: [time.time()] * n}
+        out = batch.drop_columns([PIXELS]).append_column("emb", embedding_array(emb))
+        for name, values in clock.items():
+            out = out.append_column(name, pa.array(values))
+        return out
+
+
+class _ActorClock:
+    """Busy vs alive time of each model actor, from the timing columns it adds to every batch.
+
+    Alive runs from the actor's start (model loading included) to its last batch; the pool is
+    torn down right after, so ``1 - busy_share`` is the share of held accelerator time spent idle.
+    """
+
+    def __init__(self) -> None:
+        self.actors: dict[str, list[float]] = {}  # name -> [started, last end, busy seconds]
+
+    def add(self, batch: pa.Table) -> None:
+        for name, started, ended, busy in zip(
+            *(batch.column(c).to_pylist() for c in (ACTOR, STARTED, ENDED, BUSY)), strict=True
+        ):
+            clock = self.actors.setdefault(name, [started, ended, 0.0])
+            clock[1] = max(clock[1], ended)
+            clock[2] += busy
+
+    def record(self) -> dict[str, Any]:
+        alive = sum(end - start for start, end, _ in self.actors.values())
+        busy = sum(b for _, _, b in self.actors.values())
+        return {
+            "actors": len(self.actors),
+            "actor_alive_s": round(alive, 2),
+            "actor_busy_s": round(busy, 2),
+            "actor_busy_share": round(busy / alive, 3) if alive > 0 else None,
+        }
 
 
 @dataclass(slots=True)
-class _Report:
-    """Counts of one run; ``skipped`` keeps the first (identifier, reason) pairs."""
+class EmbedReport:
+    """What one run did; ``skipped`` keeps the first (identifier, reason) pairs."""
 
     n_input: int
     n_already: int  # embedded by an earlier run: skipped (resume)
@@ -96,6 +133,7 @@ class _Report:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     device: str = "none"
+    clock: _ActorClock = field(default_factory=_ActorClock)
 
     def add_skipped(self, identifiers: list[str], reasons: list[str]) -> None:
         self.n_skipped += len(identifiers)
@@ -112,6 +150,7 @@ class _Report:
             "seconds": round(self.seconds, 2),
             "images_per_s": round((self.n_embedded + self.n_skipped) / self.seconds, 2) if self.seconds else 0.0,
             "device": self.device,
+            **self.clock.record(),
         }
 
 
@@ -124,7 +163,7 @@ class EmbedResult:
     images_h5: Path | None  # thumbnails keyed by uuid
     dim: int
     model: dict[str, Any]
-    report: _Report
+    report: EmbedReport
 
     @property
     def n_embedded(self) -> int:
@@ -217,7 +256,7 @@ def embed(
     )
     done = writer.done_uuids()
     todo = table.filter(pc.invert(pc.is_in(table.column("uuid"), value_set=done))) if len(done) else table
-    report = _Report(n_input=table.num_rows, n_already=table.num_rows - todo.num_rows)
+    report = EmbedReport(n_input=table.num_rows, n_already=table.num_rows - todo.num_rows)
     try:
         if todo.num_rows == 0:
             log.info("%s: all %d images are already embedded in %s", input, table.num_rows, writer.parquet)
@@ -243,7 +282,7 @@ def _embed_rows(
     todo: pa.Table,
     spec: ModelSpec,
     writer: EmbeddingWriter,
-    report: _Report,
+    report: EmbedReport,
     memory_budget: int | str,
     thumbnail_size: int,
     seed: int,
@@ -284,6 +323,7 @@ def _embed_rows(
         batch = cast(pa.Table, block)
         failed = batch.filter(pc.is_valid(batch.column(ERROR)))
         report.add_skipped(failed.column("identifier").to_pylist(), failed.column(ERROR).to_pylist())
+        report.clock.add(batch)
         good = batch.filter(pc.is_null(batch.column(ERROR)))
         writer.write(good)
         report.n_embedded += good.num_rows
