@@ -63,9 +63,9 @@ class ImageEmbedActor:
     """Ray Data pool actor: holds one model; uint8 pixels in, ``emb`` out, rows with an ``error`` left at zero."""
 
     def __init__(self, spec: ModelSpec, plan: InferencePlan, seed: int) -> None:
+        self.name, self.started = f"{os.uname().nodename}:{os.getpid()}", time.time()  # model loading counts as idle
         import torch
 
-        self.name, self.started = f"{os.uname().nodename}:{os.getpid()}", time.time()  # model loading counts as idle
         device = plan.device
         if device == "cuda" and not torch.cuda.is_available():
             log.warning("the actor was given a GPU but torch sees no CUDA device; running on the CPU")
