@@ -109,7 +109,7 @@ def test_weights_load_offline_from_a_file_and_from_the_hub_cache(tmp_path: Path,
     _save_tiny_model(repo / "snapshots" / ("0" * 40), seed=7)
     spec = resolve_model("bioclip", cache_dir=tmp_path / "hub")
     assert spec.arch.startswith("local-dir:") and spec.preprocess["mean"] == [0.5] * 3
-    assert spec.describe()["model"] == "bioclip"
+    assert spec.describe()["model"] == "bioclip" and spec.weights == "hf-hub:imageomics/bioclip@" + "0" * 40
     pixels = np.asarray(geometric_transform(spec.preprocess)(image))[None]
     got = OpenClipEmbedder(spec, seed=0).embed(pixels)
     np.testing.assert_allclose(got, _reference_embedding(model, image, spec.preprocess), atol=1e-5)

@@ -41,6 +41,7 @@ class ModelSpec:
     name: str  # what the user asked for ("bioclip", "ViT-B-32", "hf-hub:org/repo")
     arch: str  # what open_clip.create_model gets: a built-in name or "local-dir:<folder>"
     checkpoint: str | None  # local weights file for a built-in name; None: in the folder, or random weights
+    weights: str  # where the weights come from, machine-independent ("hf-hub:org/repo@rev", a tag, a path)
     dim: int  # embedding width
     preprocess: dict[str, Any]  # open_clip's final PreprocessCfg as a dict (size, mean, std, resize_mode, ...)
     vision: dict[str, Any] = field(default_factory=dict)  # the vision tower config, for memory estimates
@@ -60,8 +61,7 @@ class ModelSpec:
         """What is recorded in the output's metadata: enough to reproduce the embeddings."""
         return {
             "model": self.name,
-            "open_clip_model": self.arch,
-            "weights": self.checkpoint or ("random (pretrained=None)" if self.random_weights else self.arch),
+            "weights": self.weights,
             "dim": self.dim,
             "image_size": list(self.input_hw),
             "preprocess": {k: list(v) if isinstance(v, tuple) else v for k, v in self.preprocess.items()},
@@ -114,10 +114,12 @@ def resolve_model(
         import bioclip
 
         arch = bioclip.BIOCLIP_V1_MODEL_STR if name == "bioclip" else bioclip.BIOCLIP_V2_MODEL_STR
+    weights = arch
     if arch.startswith(HF_HUB_PREFIX):
-        arch = LOCAL_DIR_PREFIX + _hf_snapshot(arch[len(HF_HUB_PREFIX) :], cache, allow_download, name)
+        snapshot = _hf_snapshot(arch[len(HF_HUB_PREFIX) :], cache, allow_download, name)
+        arch, weights = LOCAL_DIR_PREFIX + snapshot, f"{arch}@{Path(snapshot).name}"  # the folder is the revision
     elif os.path.isdir(arch):
-        arch = LOCAL_DIR_PREFIX + os.path.abspath(arch)
+        arch = weights = LOCAL_DIR_PREFIX + os.path.abspath(arch)
     if arch.startswith(LOCAL_DIR_PREFIX):
         model_cfg, extra_preprocess = _local_dir_config(Path(arch[len(LOCAL_DIR_PREFIX) :]), name)
         if pretrained is not None:
@@ -131,15 +133,16 @@ def resolve_model(
                 f"{', '.join(open_clip.list_models()[:12])}, ... ({len(open_clip.list_models())} in all)"
             )
         model_cfg = copy.deepcopy(model_cfg)
-        checkpoint, extra_preprocess = _builtin_weights(arch, pretrained, cache, allow_download)
+        checkpoint, extra_preprocess, weights = _builtin_weights(arch, pretrained, cache, allow_download)
         quick_gelu = bool(extra_preprocess.pop("quick_gelu", False))
     preprocess = merge_preprocess_dict(PreprocessCfg(), extra_preprocess)
     vision = dict(model_cfg.get("vision_cfg", {}))
     preprocess["size"] = image_size or vision.get("image_size", preprocess["size"])
     if isinstance(preprocess["size"], list):
         preprocess["size"] = tuple(preprocess["size"])
-    spec = ModelSpec(name, arch, checkpoint, int(model_cfg["embed_dim"]), preprocess, vision, image_size, quick_gelu)
-    log.info("model %s -> %s (weights: %s, dim %d)", name, arch, spec.describe()["weights"], spec.dim)
+    dim = int(model_cfg["embed_dim"])
+    spec = ModelSpec(name, arch, checkpoint, weights, dim, preprocess, vision, image_size, quick_gelu)
+    log.info("model %s -> %s (weights: %s, dim %d)", name, arch, weights, dim)
     return spec
 
 
@@ -182,15 +185,15 @@ def _local_dir_config(folder: Path, name: str) -> tuple[dict[str, Any], dict[str
 
 def _builtin_weights(
     arch: str, pretrained: str | None, cache: str | None, allow_download: bool
-) -> tuple[str | None, dict[str, Any]]:
-    """A local weights file (or None for random weights) and the tag's preprocess config."""
+) -> tuple[str | None, dict[str, Any], str]:
+    """A local weights file (None: random weights), the tag's preprocess config, and where the weights come from."""
     import open_clip
 
     if pretrained is None:
         log.warning("model %s: random weights (pretrained=None); embeddings carry no meaning beyond tests", arch)
-        return None, {}
+        return None, {}, "random (pretrained=None)"
     if os.path.isfile(pretrained):
-        return os.path.abspath(pretrained), {}
+        return os.path.abspath(pretrained), {}, os.path.abspath(pretrained)
     tags = open_clip.list_pretrained_tags_by_model(arch)
     if pretrained not in tags:
         raise MissingWeightsError(
@@ -198,17 +201,18 @@ def _builtin_weights(
         )
     cfg = dict(open_clip.get_pretrained_cfg(arch, pretrained))
     extra = {k: cfg[k] for k in ("mean", "std", "interpolation", "resize_mode", "fill_color", "quick_gelu") if k in cfg}
+    source = f"open_clip tag {pretrained!r}"
     if allow_download:
-        return str(open_clip.download_pretrained(cfg, cache_dir=cache)), extra
+        return str(open_clip.download_pretrained(cfg, cache_dir=cache)), extra, source
     if cfg.get("hf_hub"):
-        return _hf_cached_file(cfg["hf_hub"], cache, f"{arch} ({pretrained})"), extra
+        return _hf_cached_file(cfg["hf_hub"], cache, f"{arch} ({pretrained})"), extra, source
     target = os.path.join(cache or os.path.expanduser("~/.cache/clip"), os.path.basename(cfg["url"]))
     if not os.path.isfile(target):
         raise MissingWeightsError(
             f"weights of {arch} ({pretrained}) are not in the model cache ({target}); download {cfg['url']} "
             "there, pass the file as pretrained, or allow_download=True"
         )
-    return target, extra
+    return target, extra, source
 
 
 def _hf_cached_file(hub_path: str, cache: str | None, what: str) -> str:
