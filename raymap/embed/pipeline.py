@@ -319,7 +319,8 @@ def _embed_rows(
         )
     )
     meter = _Meter(todo.num_rows, progress)
-    for block in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+    # prefetch_batches=0: with prefetching each batch reached the driver only when the next one was done.
+    for block in dataset.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=0):
         batch = cast(pa.Table, block)
         failed = batch.filter(pc.is_valid(batch.column(ERROR)))
         report.add_skipped(failed.column("identifier").to_pylist(), failed.column(ERROR).to_pylist())
