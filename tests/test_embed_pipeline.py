@@ -164,6 +164,9 @@ def test_manifest_carries_metadata_resumes_and_is_deterministic(
     with pytest.raises(ValueError, match="another model"):
         embed(full, out, model="ViT-S-32", image_size=96)
     assert main(["embed", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    capsys.readouterr()
+    assert main(["embed", str(full), "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "no-cache")]) == 2
+    assert "hf-hub:imageomics/bioclip" in capsys.readouterr().err  # the default model, never downloaded
 
 
 def test_embedded_parquet_maps_without_conversion(folder_run, image_folder: Path, tmp_path: Path):

@@ -14,11 +14,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder: embeddings/ (Parquet), images.h5, embed.json")
     p.add_argument(
         "--model",
-        default="ViT-B-32",
-        help="open_clip architecture, hf-hub:ORG/REPO, local-dir:PATH, bioclip, bioclip-2",
+        default="bioclip",
+        help="bioclip (default), bioclip-2, an open_clip architecture, hf-hub:ORG/REPO or local-dir:PATH",
     )
     p.add_argument(
-        "--pretrained", default=None, help="weights file or open_clip tag (from the local cache); omit: random weights"
+        "--pretrained",
+        default=None,
+        help="for an open_clip architecture: weights file or tag (from the local cache); omit: random weights",
     )
     p.add_argument("--image-size", type=int, default=None, help="force the model's input size (default: the model's)")
     p.add_argument("--memory-budget", default="1GiB", help="per-actor activation memory; sets the batch size")

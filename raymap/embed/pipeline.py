@@ -214,7 +214,7 @@ def embed(
     input: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    model: str = "ViT-B-32",
+    model: str = "bioclip",
     pretrained: str | None = None,
     image_size: int | None = None,
     memory_budget: int | str = "1GiB",
@@ -238,7 +238,8 @@ def embed(
         ``source_dataset`` and ``img_type`` where present), ``images.h5`` thumbnails keyed by
         uuid, ``embed.json``. Re-running resumes: images already embedded are skipped.
     model, pretrained, image_size, cache_dir, allow_download
-        See :func:`raymap.embed.resolve_model`; nothing is downloaded unless ``allow_download``.
+        See :func:`raymap.embed.resolve_model`; BioCLIP by default, from the local model cache:
+        nothing is downloaded unless ``allow_download``.
     memory_budget
         Sets the inference batch size from the model's per-image activation memory.
     thumbnail_size
