@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 
-def progress_bar() -> Callable[[str, int, int], None]:
-    """A tqdm bar per phase showing rows, rows/s and ETA; the callback ``map(progress=...)`` takes."""
+def progress_bar(unit: str = "rows") -> Callable[[str, int, int], None]:
+    """A tqdm bar per phase showing ``unit``s done, per second and ETA; the callback ``map(progress=...)`` takes."""
     from tqdm import tqdm
 
     bars: dict[str, Any] = {}
@@ -17,7 +17,7 @@ def progress_bar() -> Callable[[str, int, int], None]:
     def update(phase: str, done: int, total: int) -> None:
         bar = bars.get(phase)
         if bar is None:
-            bar = bars[phase] = tqdm(total=total, desc=phase, unit="rows", unit_scale=True, smoothing=0.1)
+            bar = bars[phase] = tqdm(total=total, desc=phase, unit=unit, unit_scale=True, smoothing=0.1)
         bar.update(done - bar.n)
         if done >= total:
             bar.close()
