@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	@echo "raymap: creating $(VENV) with $(PYTHON_BOOTSTRAP) ($$($(PYTHON_BOOTSTRAP) --version))"
 	@test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	@test -x $(UV) || $(PY) -m pip install -q uv
-	$(UV) pip install --python $(PY) -q -e '.[test,bench]'
+	$(UV) pip install --python $(PY) -q -e '.[test,bench,embed]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
