@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench._harness import RESULTS  # honours RAYMAP_BENCH_RESULTS
 
 
 def make_images(folder: Path, n: int, seed: int = 0) -> list[Path]:

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import psutil
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench._harness import RESULTS  # honours RAYMAP_BENCH_RESULTS
+
 GIB = 2**30
 MODES = {
     "quick": {"n": 20_000, "dim": 64, "chunk_rows": 5_000, "k": 8, "sample": 5_000, "cap": 200, "umap_fit": 2_000},

@@ -3,7 +3,7 @@
 Times: a private local head coming up, one map job end to end (submit -> SUCCEEDED) split into
 queueing/start-up and the map itself (from the job's own ``seconds``), and the same map in-process.
 
-    python bench/jobs_overhead.py --quick --json bench/results/jobs_overhead.json
+    python -m bench.bench_jobs_overhead --quick --json bench/results/jobs_overhead.json
 """
 
 from __future__ import annotations
