@@ -37,6 +37,16 @@ def id_dtype(n_reference: int) -> np.dtype:
     return np.dtype(np.uint32) if n_reference < 2**32 - 1 else np.dtype(np.int64)
 
 
+def fixed_width_csr(values: np.ndarray, ids: np.ndarray, n_cols: int) -> sp.csr_matrix:
+    """``(n, k)`` values at ``(n, k)`` column ids -> CSR with ``indptr = arange(n + 1) * k``, zeros dropped."""
+    n, k = ids.shape
+    m = sp.csr_matrix(
+        (values.ravel(), ids.ravel().astype(np.int64), np.arange(n + 1, dtype=np.int64) * k), shape=(n, n_cols)
+    )
+    m.eliminate_zeros()
+    return m
+
+
 class StoreExistsError(FileExistsError):
     """The output store exists and neither ``overwrite`` nor ``resume`` was asked for."""
 
@@ -190,15 +200,9 @@ class MappingStore:
 
     def csr_block(self, start: int, stop: int) -> sp.csr_matrix:
         """Rows ``[start, stop)`` of the mapping matrix (query x reference), explicit zeros dropped."""
-        ids = self.array("neighbors/indices")[start:stop]
-        data = self.array("mapping/data")[start:stop]
-        n, k = ids.shape
-        m = sp.csr_matrix(
-            (data.ravel(), ids.ravel().astype(np.int64), np.arange(n + 1, dtype=np.int64) * k),
-            shape=(n, self.n_reference),
+        return fixed_width_csr(
+            self.array("mapping/data")[start:stop], self.array("neighbors/indices")[start:stop], self.n_reference
         )
-        m.eliminate_zeros()
-        return m
 
     def iter_csr(self, chunk_rows: int | None = None) -> Iterator[tuple[int, sp.csr_matrix]]:
         """Yield ``(row_start, csr_block)`` over the whole mapping, one block in memory at a time."""

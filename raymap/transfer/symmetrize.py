@@ -17,7 +17,7 @@ import scipy.sparse as sp
 
 from raymap._parse import parse_bytes, parse_choice
 from raymap.kernels import kernel_values, parse_kernel
-from raymap.store import MappingStore
+from raymap.store import MappingStore, fixed_width_csr
 from raymap.transfer.buckets import EdgeBuckets, bucket_rows_for, transpose_into
 from raymap.transfer.graph import CSRGraph, graph_names, open_graph
 
@@ -41,13 +41,7 @@ def raw_kernel_rows(store: MappingStore, start: int, stop: int) -> sp.csr_matrix
     kernel = parse_kernel(str(store.attrs["kernel"]))
     ids, distances = store.neighbors(start, stop)
     values = kernel_values(kernel, distances, float(store.attrs["kernel_param"]))
-    n, k = ids.shape
-    block = sp.csr_matrix(
-        (values.ravel(), ids.ravel().astype(np.int64), np.arange(n + 1, dtype=np.int64) * k),
-        shape=(n, store.n_reference),
-    )
-    block.eliminate_zeros()
-    return block
+    return fixed_width_csr(values, ids, store.n_reference)
 
 
 def iter_raw_kernel(store: MappingStore) -> Iterator[tuple[int, sp.csr_matrix]]:
