@@ -52,6 +52,13 @@ def parse_choice(value: str, allowed: tuple[str, ...] | list[str], name: str) ->
     return value
 
 
+def require_usable(requested: str, have: list[str], what: str) -> str:
+    """An explicitly requested backend, if this process can use it; else a ValueError listing those it can."""
+    if requested not in have:
+        raise ValueError(f"{what} backend {requested!r} is not usable here; available: {have}")
+    return requested
+
+
 def format_bytes(n: float) -> str:
     """Human-readable GiB/MiB for logs."""
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"

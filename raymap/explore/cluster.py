@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from raymap._parse import parse_choice
+from raymap._parse import parse_choice, require_usable
 from raymap.explore.sample import gather, iter_rows, uniform_rows
 from raymap.explore.tasks import cuda_device_count
 from raymap.sources import EmbeddingSource
@@ -53,9 +53,7 @@ def choose_kmeans_backend(requested: str, n_rows: int, available: list[str] | No
     parse_choice(requested, KMEANS_BACKENDS, "KMeans backend")
     have = available_kmeans_backends() if available is None else available
     if requested != "auto":
-        if requested not in have:
-            raise ValueError(f"KMeans backend {requested!r} is not usable here; available: {have}")
-        return requested
+        return require_usable(requested, have, "KMeans")
     if "cuml" in have and n_rows >= AUTO_GPU_MIN_ROWS:
         choice, why = "cuml", f"cuML and a GPU, {n_rows} >= {AUTO_GPU_MIN_ROWS} rows"
     elif "faiss-gpu" in have and n_rows >= AUTO_GPU_MIN_ROWS:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from raymap._parse import parse_choice
+from raymap._parse import parse_choice, require_usable
 from raymap.explore.sample import gather, iter_rows, uniform_rows
 from raymap.explore.tasks import cuda_device_count, threads
 from raymap.sources import EmbeddingSource
@@ -59,9 +59,7 @@ def choose_projection_backend(method: str, requested: str, n_rows: int, availabl
     parse_choice(requested, ("auto", *BACKENDS[method]), f"{method} backend")
     have = available_projection_backends(method) if available is None else available
     if requested != "auto":
-        if requested not in have:
-            raise ValueError(f"{method} backend {requested!r} is not usable here; available: {have}")
-        return requested
+        return require_usable(requested, have, method)
     if "cuml" in have and n_rows >= AUTO_GPU_MIN_ROWS:
         choice, why = "cuml", f"cuML and a GPU, {n_rows} >= {AUTO_GPU_MIN_ROWS} rows"
     else:

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from raymap._parse import require_usable
 from raymap.topk import exact_distances, normalize_rows, sort_rows, to_distances
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,7 @@ def choose_backend(requested: str, factory: str) -> str:
     """Resolve ``auto`` from what this process can really use (not from CUDA_VISIBLE_DEVICES)."""
     have = available_backends()
     if requested != "auto":
-        if requested not in have:
-            raise ValueError(f"index backend {requested!r} is not usable here; available: {have}")
-        return requested
+        return require_usable(requested, have, "index")
     if "faiss-gpu" in have:
         choice, why = "faiss-gpu", "faiss sees a GPU"
     elif "torch-exact" in have and factory == "Flat":
