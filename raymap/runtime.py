@@ -19,13 +19,14 @@ def ensure_ray(num_cpus: int | None = None, num_gpus: int | None = None, temp_di
     """
     import ray
 
+    # Ray's tqdm_ray replaces builtins.print in the driver once a worker reports a progress bar;
+    # numba then cannot compile functions that call print (umap-learn/pynndescent fail after Ray Data ran).
+    # Read when the first bar appears, so it also protects a Ray the caller started.
+    os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local clusters only; set on the head too
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # Ray's tqdm_ray replaces builtins.print in the driver once a worker reports a progress bar;
-    # numba then cannot compile functions that call print (umap-learn/pynndescent fail after Ray Data ran).
-    os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
     if os.environ.get("RAY_ADDRESS"):
         log.info("joining Ray cluster at %s", os.environ["RAY_ADDRESS"])
         ray.init(log_to_driver=True)
