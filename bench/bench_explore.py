@@ -4,7 +4,7 @@
 ``python -m bench.bench_explore``: 1e6 x 512 float32 rows of the demo image collection, hive-partitioned
 by source_dataset/family (generated once under ``--data-dir``, ~2 GB), the sizes emb-explorer users meet.
 Every stage runs in this process on ``--threads`` threads; the points table stays in memory, embeddings
-are streamed. A background thread samples RSS every 20 ms for the per-stage peak. Results print and go
+are streamed. Per-stage peak RSS of the process tree, sampled by bench._harness.measure(). Results print and go
 to ``bench/results/explore[-quick].json``.
 """
 
@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from bench._harness import RESULTS  # honours RAYMAP_BENCH_RESULTS
+from bench._harness import RESULTS, measure  # RESULTS honours RAYMAP_BENCH_RESULTS
 
 GIB = 2**30
 MODES = {
@@ -40,39 +39,12 @@ MODES = {
 }
 
 
-class PeakRSS:
-    """Peak resident memory of this process while a ``with`` block runs (sampled every 20 ms)."""
-
-    def __init__(self) -> None:
-        self.proc = psutil.Process()
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            self._stop.wait(0.02)
-
-    def __enter__(self) -> PeakRSS:
-        self.peak = self.proc.memory_info().rss
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-
-
 def stage(results: dict[str, Any], name: str, fn: Callable[[], dict[str, Any] | None]) -> None:
     """Run one stage, record seconds, peak RSS and what it reports, and print a line."""
-    with PeakRSS() as rss:
-        t0 = time.perf_counter()
+    with measure() as m:
         extra = fn() or {}
-        seconds = time.perf_counter() - t0
-    results[name] = {"seconds": round(seconds, 3), "peak_rss_gib": round(rss.peak / GIB, 3), **extra}
-    print(f"{name:>14}: {seconds:8.2f} s  peak RSS {rss.peak / GIB:6.2f} GiB  {extra}", flush=True)
+    results[name] = {**m, **extra}
+    print(f"{name:>14}: {m['seconds']:8.2f} s  peak RSS {m['peak_rss_gib']:6.2f} GiB  {extra}", flush=True)
 
 
 def make_data(data_dir: Path, cfg: dict[str, int]) -> Path:

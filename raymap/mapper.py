@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -163,32 +164,38 @@ def map(
             replicas,
             max_replicas=-(-q.n_rows // MIN_UNIT_ROWS),  # never more replicas than the query has units
         )
-        attrs: dict[str, Any] = {
-            "k": k,
-            "kernel": kern.name,
-            "metric": metric,
-            "exclude_self": exclude_self,
-            "query_fingerprint": q.fingerprint(),
-            "reference_fingerprint": r.fingerprint(),
-            "query": q.describe(),
-            "reference": r.describe(),
-            "self_mapping": self_map,
-            "index_factory": manifest.factory,
-            "index_dir": index_dir,
-            "nprobe": nprobe or manifest.nprobe,
-            "index_recall": manifest.recall,
-            "n_query": q.n_rows,
-            "n_reference": r.n_rows,
-        }
-        store = _open_store(out, q, r, k, attrs, plan, budget, resume, overwrite)
-        _run_burst(store, plan, manifest, q, k, kern.name, exclude_self, attrs["nprobe"], backend, progress)
-        store.group.attrs["seconds"] = round(time.perf_counter() - t0, 3)
-        store.group.attrs["pool"] = {
-            "actors": len(plan.groups) * plan.replicas,
-            "groups": plan.groups,
-            "threads": plan.threads,
-            "num_gpus": plan.num_gpus,
-        }
+        nprobe = nprobe or manifest.nprobe
+        pool = ShardPool(plan, manifest, q, out, k, exclude_self, nprobe, backend)
+        # The actors boot (process, imports, shard load: seconds) while this driver fingerprints
+        # the inputs and creates the store; nothing is started when a resumed store is complete.
+        with contextlib.nullcontext(None) if resume and _complete(out) else pool as running:
+            attrs: dict[str, Any] = {
+                "k": k,
+                "kernel": kern.name,
+                "metric": metric,
+                "exclude_self": exclude_self,
+                "query_fingerprint": q.fingerprint(),
+                "reference_fingerprint": r.fingerprint(),
+                "query": q.describe(),
+                "reference": r.describe(),
+                "self_mapping": self_map,
+                "index_factory": manifest.factory,
+                "index_dir": index_dir,
+                "nprobe": nprobe,
+                "index_recall": manifest.recall,
+                "n_query": q.n_rows,
+                "n_reference": r.n_rows,
+            }
+            store = _open_store(out, q, r, k, attrs, plan, budget, resume, overwrite)
+            if running is not None:
+                _run_burst(store, running, q, kern.name, progress)
+                store.group.attrs["seconds"] = round(time.perf_counter() - t0, 3)
+                store.group.attrs["pool"] = {
+                    "actors": len(plan.groups) * plan.replicas,
+                    "groups": plan.groups,
+                    "threads": plan.threads,
+                    "num_gpus": plan.num_gpus,
+                }
     result = MappingResult(out)
     if transfer:
         result.transfer(transfer, reference=r)
@@ -227,17 +234,17 @@ def _open_store(
     return MappingStore.create(out, q.n_rows, r.n_rows, k, chunk_rows, attrs, overwrite=overwrite)
 
 
+def _complete(out: str) -> bool:
+    """True when a store at ``out`` has every unit committed in both passes (resume: nothing to do)."""
+    if not os.path.exists(out):
+        return False
+    store = MappingStore(out)
+    n_units = len(store.units())
+    return len(store.committed("search")) == n_units and len(store.committed("weights")) == n_units
+
+
 def _run_burst(
-    store: MappingStore,
-    plan: PoolPlan,
-    manifest: Any,
-    q: EmbeddingSource,
-    k: int,
-    kernel: str,
-    exclude_self: bool,
-    nprobe: int | None,
-    backend: str,
-    progress: Progress | None,
+    store: MappingStore, pool: ShardPool, q: EmbeddingSource, kernel: str, progress: Progress | None
 ) -> None:
     """Both passes inside one pool lifetime: search (+ statistics), then weights."""
     units = store.units()
@@ -258,18 +265,15 @@ def _run_burst(
 
     todo_search = [(u, s, e) for u, (s, e) in enumerate(units) if u not in store.committed("search")]
     todo_weights = [(u, s, e) for u, (s, e) in enumerate(units) if u not in store.committed("weights")]
-    if not todo_search and not todo_weights:
-        return
-    with ShardPool(plan, manifest, q, store.path, k, exclude_self, nprobe, backend) as pool:
-        pool.search(todo_search, tracker("search"))
-        stats = merge_stats(store.committed("search").values())
-        param = bandwidth(kern, stats)
-        store.group.attrs.update(
-            {
-                "kernel_param": param,
-                "distance_mean": stats[1],
-                "distance_std": math.sqrt(stats[2] / stats[0]) if stats[0] else 0.0,
-            }
-        )
-        pool.weigh(todo_weights, kern.name, param, tracker("weights"))
+    pool.search(todo_search, tracker("search"))
+    stats = merge_stats(store.committed("search").values())
+    param = bandwidth(kern, stats)
+    store.group.attrs.update(
+        {
+            "kernel_param": param,
+            "distance_mean": stats[1],
+            "distance_std": math.sqrt(stats[2] / stats[0]) if stats[0] else 0.0,
+        }
+    )
+    pool.weigh(todo_weights, kern.name, param, tracker("weights"))
     store.group.attrs["empty_rows"] = int(sum(v[0] for v in store.committed("weights").values()))

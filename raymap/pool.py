@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -70,7 +71,17 @@ class _IdleTimer:
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
 
-class ShardWorker:
+class _StoreWriter:
+    """Opens the output store at first use, so actors can start while the driver still creates it."""
+
+    store_path: str
+
+    @cached_property
+    def store(self) -> MappingStore:
+        return MappingStore(self.store_path, mode="r+")
+
+
+class ShardWorker(_StoreWriter):
     """Holds one or more index shards, loaded from their files (so a restart rebuilds it)."""
 
     def __init__(
@@ -101,7 +112,7 @@ class ShardWorker:
             for i in shard_ids
         ]
         self.query, self.k, self.exclude_self = query, k, exclude_self
-        self.store = MappingStore(store_path, mode="r+")
+        self.store_path = store_path
         self.backend = backend
         self.idle = _IdleTimer(idle_ttl_s)
 
@@ -129,11 +140,11 @@ class ShardWorker:
         return weigh_unit(self.store, start, stop, kernel, param)
 
 
-class TopKReducer:
+class TopKReducer(_StoreWriter):
     """Merges the per-actor top-k lists of a unit into the global top-k and writes it in place."""
 
     def __init__(self, store_path: str, k: int, exclude_self: bool, idle_ttl_s: float) -> None:
-        self.store = MappingStore(store_path, mode="r+")
+        self.store_path = store_path
         self.k, self.exclude_self = k, exclude_self
         self.idle = _IdleTimer(idle_ttl_s)
 
@@ -232,8 +243,10 @@ class ShardPool:
         self.start_timeout_s = start_timeout_s
         self.workers: list[Any] = []
         self.reducer: Any = None
+        self._ready = False
 
     def __enter__(self) -> ShardPool:
+        """Create the actors without waiting for them; the first search or weigh call waits."""
         import ray
 
         opts = {
@@ -265,27 +278,35 @@ class ShardPool:
                     .options(num_cpus=0, max_restarts=3, max_task_retries=3)
                     .remote(self.store_path, self.k, self.exclude_self, self.idle_ttl_s)
                 )
-            try:
-                # Generous: an autoscaler may have to start GPU nodes for these actors first.
-                backends = ray.get([w.ready.remote() for w in self.workers], timeout=self.start_timeout_s)
-            except ray.exceptions.GetTimeoutError:
-                raise RuntimeError(
-                    f"shard pool: {len(self.workers)} actor(s) needing {self.plan.num_cpus} CPU and "
-                    f"{self.plan.num_gpus} GPU each were not scheduled within {self.start_timeout_s:.0f} s; "
-                    f"cluster resources: {ray.cluster_resources()}"
-                ) from None
-            log.info(
-                "shard pool: %d actor(s) %s, backend %s, %d thread(s) each%s",
-                len(self.workers),
-                self.plan.groups,
-                backends[0],
-                self.plan.threads,
-                " + reducer" if self.reducer else "",
-            )
         except BaseException:
             self.__exit__()
             raise
         return self
+
+    def _await_ready(self) -> None:
+        """Block until every actor has loaded its shards (once); actors boot while the driver works."""
+        import ray
+
+        if self._ready:
+            return
+        try:
+            # Generous: an autoscaler may have to start GPU nodes for these actors first.
+            backends = ray.get([w.ready.remote() for w in self.workers], timeout=self.start_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            raise RuntimeError(
+                f"shard pool: {len(self.workers)} actor(s) needing {self.plan.num_cpus} CPU and "
+                f"{self.plan.num_gpus} GPU each were not scheduled within {self.start_timeout_s:.0f} s; "
+                f"cluster resources: {ray.cluster_resources()}"
+            ) from None
+        self._ready = True
+        log.info(
+            "shard pool: %d actor(s) %s, backend %s, %d thread(s) each%s",
+            len(self.workers),
+            self.plan.groups,
+            backends[0],
+            self.plan.threads,
+            " + reducer" if self.reducer else "",
+        )
 
     def __exit__(self, *exc: object) -> None:
         import ray
@@ -297,6 +318,7 @@ class ShardPool:
 
     def search(self, units: list[tuple[int, int, int]], on_done: Callable[[int, Any], None]) -> None:
         """Search and write every ``(unit, start, stop)``; ``on_done(unit, stats)`` commits each."""
+        self._await_ready()
         if self.plan.fan_out:
             self._drive(
                 units,
@@ -313,6 +335,7 @@ class ShardPool:
         self, units: list[tuple[int, int, int]], kernel: str, param: float, on_done: Callable[[int, Any], None]
     ) -> None:
         """Second pass: weights from stored distances, on the actors that are already up."""
+        self._await_ready()
         targets = [self.reducer] if self.plan.fan_out else self.workers
         self._drive(
             units, lambda w, s, e: targets[w].weigh_write.remote(s, e, kernel, param), on_done, slots=len(targets)
