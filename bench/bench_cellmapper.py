@@ -4,8 +4,10 @@
 
 Each contender runs in a fresh subprocess that measures its own process tree (driver + Ray),
 on the same demo atlas (reference = query = N cells, 50-D, k = 30, gauss kernel):
-raymap with a Flat index and with ``index="auto"``, CellMapper with its fastest CPU path
-(faiss-cpu IndexFlatL2, ``only_yx=True`` so it computes only query->reference like raymap).
+raymap with a Flat index and with ``index="auto"``, CellMapper with its CPU kNN backends
+(faiss-cpu IndexFlatL2, exact; pynndescent, approximate — the faster one at 1e6), each with
+``only_yx=True`` so it computes only query->reference like raymap. Exact search at 1e6 = 1e6 is
+1e12 distance pairs (~30 min per contender on 2 cores): ``--contenders`` picks who runs.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import numpy as np
 from bench._harness import measure, write_record
 from bench.bench_overhead import DATA
 
-CONTENDERS = ("raymap-flat", "raymap-auto", "cellmapper-faiss")
+CONTENDERS = ("raymap-flat", "raymap-auto", "cellmapper-faiss", "cellmapper-pynndescent")
+PAIRS = (("raymap-flat", "cellmapper-faiss"), ("raymap-auto", "cellmapper-pynndescent"))
+KNN_METHOD = {"cellmapper-faiss": "faiss-cpu", "cellmapper-pynndescent": "pynndescent"}
 
 
 def _truth(root: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +65,7 @@ def run_one(name: str, root: Path, k: int) -> dict[str, float]:
                 obs_keys="cell_type",
                 n_neighbors=k,
                 use_rep="X_pca",
-                knn_method="faiss-cpu",
+                knn_method=KNN_METHOD[name],
                 only_yx=True,
                 kernel_method="gauss",
             )
@@ -74,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--n", type=int, default=100_000, help="reference = query cells")
     ap.add_argument("--k", type=int, default=30)
+    ap.add_argument("--contenders", help="comma-separated subset of " + ", ".join(CONTENDERS) + " (default: all)")
     ap.add_argument("--one", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.quick:
@@ -87,27 +92,36 @@ def main(argv: list[str] | None = None) -> int:
     if not (root / "query.h5ad").exists():
         datasets.cell_atlas(root, args.n, args.n, formats=("parquet", "h5ad"))
     figures: dict[str, dict[str, float]] = {}
-    for name in CONTENDERS:
+    # --quick leaves out pynndescent: its numba compile alone outlasts the smoke run
+    contenders = (
+        args.contenders.split(",")
+        if args.contenders
+        else [c for c in CONTENDERS if not (args.quick and "nndescent" in c)]
+    )
+    if unknown := set(contenders) - set(CONTENDERS):
+        ap.error(f"unknown contenders {sorted(unknown)}; choose from {CONTENDERS}")
+    for name in contenders:
         cmd = [sys.executable, "-m", "bench.bench_cellmapper", "--one", name, "--n", str(args.n), "--k", str(args.k)]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
         if out.returncode:
             figures[name] = {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
             continue
         figures[name] = json.loads(out.stdout.strip().splitlines()[-1])
-    cm, flat = figures.get("cellmapper-faiss", {}), figures.get("raymap-flat", {})
-    if "seconds" in cm and "seconds" in flat:
-        figures["ratios_raymap_flat_over_cellmapper"] = {
-            "time": round(flat["seconds"] / cm["seconds"], 3),
-            "peak_rss": round(flat["peak_rss_gib"] / cm["peak_rss_gib"], 3),
-            "accuracy_points": round(100 * (flat["accuracy"] - cm["accuracy"]), 2),
-        }
+    for ours, theirs in PAIRS:  # exact vs exact, approximate vs approximate
+        a, b = figures.get(ours, {}), figures.get(theirs, {})
+        if "seconds" in a and "seconds" in b:
+            figures[f"ratios_{ours}_over_{theirs}"] = {
+                "time": round(a["seconds"] / b["seconds"], 3),
+                "peak_rss": round(a["peak_rss_gib"] / b["peak_rss_gib"], 3),
+                "accuracy_points": round(100 * (a["accuracy"] - b["accuracy"]), 2),
+            }
     line = f"cellmapper vs raymap at n={args.n:,}: " + "; ".join(
         f"{k} {v.get('seconds', '?')} s, {v.get('peak_rss_gib', '?')} GiB, acc {v.get('accuracy', v.get('error'))}"
         for k, v in figures.items()
         if k in CONTENDERS
     )
     write_record(
-        "cellmapper",
+        "cellmapper" if args.quick else f"cellmapper-{args.n}",
         {"n_ref": args.n, "n_query": args.n, "k": args.k, "kernel": "gauss", "dim": 50},
         figures,
         line,

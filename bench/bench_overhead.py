@@ -22,15 +22,17 @@ from bench._harness import measure, write_record
 DATA = Path(os.environ.get("RAYMAP_BENCH_DATA", Path(__file__).resolve().parent / "data"))
 
 
-def plain_loop(query, manifest, out: Path, k: int, chunk_rows: int, nprobe: int, threads: int) -> None:
-    """The baseline: one process, one faiss index, the same reads, writes and kernel pass."""
+def plain_loop(
+    query, manifest, out: Path, k: int, chunk_rows: int, nprobe: int | None, threads: int, backend: str = "faiss-cpu"
+) -> None:
+    """The baseline: one process, one searcher, the same reads, writes and kernel pass."""
     from raymap.index import load_searcher
     from raymap.kernels import bandwidth, merge_stats, parse_kernel
     from raymap.pool import finish_unit, weigh_unit
     from raymap.store import MappingStore
 
     store = MappingStore.create(out, query.n_rows, manifest.n_rows, k, chunk_rows, {"bench": "plain"}, overwrite=True)
-    searcher = load_searcher(manifest.shard_path(0), 0, manifest.metric, nprobe, "faiss-cpu", threads)
+    searcher = load_searcher(manifest.shard_path(0), 0, manifest.metric, nprobe, backend, threads)
     stats = []
     for start, stop in store.units():
         dist, ids = searcher.search(query.read(start, stop), k)

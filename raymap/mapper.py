@@ -189,13 +189,15 @@ def map(
             store = _open_store(out, q, r, k, attrs, plan, budget, resume, overwrite)
             if running is not None:
                 _run_burst(store, running, q, kern.name, progress)
-                store.group.attrs["seconds"] = round(time.perf_counter() - t0, 3)
-                store.group.attrs["pool"] = {
-                    "actors": len(plan.groups) * plan.replicas,
-                    "groups": plan.groups,
-                    "threads": plan.threads,
-                    "num_gpus": plan.num_gpus,
-                }
+        if running is not None:  # after the pool's exit, which measured its actors' busy share
+            store.group.attrs["seconds"] = round(time.perf_counter() - t0, 3)
+            store.group.attrs["pool"] = {
+                "actors": len(plan.groups) * plan.replicas,
+                "groups": plan.groups,
+                "threads": plan.threads,
+                "num_gpus": plan.num_gpus,
+                **pool.usage,
+            }
     result = MappingResult(out)
     if transfer:
         result.transfer(transfer, reference=r)

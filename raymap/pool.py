@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -99,6 +101,7 @@ class ShardWorker(_StoreWriter):
     ) -> None:
         from raymap.index import choose_backend
 
+        self.born = time.perf_counter()
         backend = choose_backend(backend, manifest.factory)
         self.searchers = [
             load_searcher(
@@ -115,12 +118,25 @@ class ShardWorker(_StoreWriter):
         self.store_path = store_path
         self.backend = backend
         self.idle = _IdleTimer(idle_ttl_s)
+        self.busy_s = time.perf_counter() - self.born  # loading the shards counts as work
 
     def ready(self) -> str:
         return self.backend
 
-    def _search(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    def usage(self) -> tuple[float, float]:
+        """Seconds alive and seconds working: the idle share of a (scarce, shared) GPU actor."""
+        return time.perf_counter() - self.born, self.busy_s
+
+    @contextmanager
+    def _working(self) -> Iterator[None]:
         self.idle.touch()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.busy_s += time.perf_counter() - t0
+
+    def _search(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         xq = self.query.read(start, stop)
         k = self.k + int(self.exclude_self)
         results = [s.search(xq, k) for s in self.searchers]
@@ -128,16 +144,18 @@ class ShardWorker(_StoreWriter):
 
     def search(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """This actor's top-k (over its shards) for query rows ``[start, stop)``: for the reducer."""
-        return self._search(start, stop)
+        with self._working():
+            return self._search(start, stop)
 
     def search_write(self, start: int, stop: int) -> Stats:
         """Whole index here: search, write the chunk, return only statistics."""
-        dist, ids = self._search(start, stop)
-        return finish_unit(self.store, start, np.arange(start, stop), dist, ids, self.k, self.exclude_self)
+        with self._working():
+            dist, ids = self._search(start, stop)
+            return finish_unit(self.store, start, np.arange(start, stop), dist, ids, self.k, self.exclude_self)
 
     def weigh_write(self, start: int, stop: int, kernel: str, param: float) -> int:
-        self.idle.touch()
-        return weigh_unit(self.store, start, stop, kernel, param)
+        with self._working():
+            return weigh_unit(self.store, start, stop, kernel, param)
 
 
 class TopKReducer(_StoreWriter):
@@ -244,6 +262,7 @@ class ShardPool:
         self.workers: list[Any] = []
         self.reducer: Any = None
         self._ready = False
+        self.usage: dict[str, float] = {}  # shard actors' alive/busy seconds, filled on exit
 
     def __enter__(self) -> ShardPool:
         """Create the actors without waiting for them; the first search or weigh call waits."""
@@ -311,10 +330,27 @@ class ShardPool:
     def __exit__(self, *exc: object) -> None:
         import ray
 
+        if self._ready:
+            self._record_usage()
         for actor in [*self.workers, self.reducer]:
             if actor is not None:
                 ray.kill(actor, no_restart=True)
         self.workers, self.reducer = [], None
+
+    def _record_usage(self) -> None:
+        """Sum the shard actors' alive and busy time; an actor already gone just is not counted."""
+        import ray
+
+        try:
+            pairs = ray.get([w.usage.remote() for w in self.workers], timeout=30)
+        except ray.exceptions.RayError:
+            return
+        alive, busy = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+        self.usage = {
+            "actor_alive_s": round(alive, 3),
+            "actor_busy_s": round(busy, 3),
+            "actor_idle_share": round(max(0.0, 1 - busy / alive), 4) if alive else 0.0,
+        }
 
     def search(self, units: list[tuple[int, int, int]], on_done: Callable[[int, Any], None]) -> None:
         """Search and write every ``(unit, start, stop)``; ``on_done(unit, stats)`` commits each."""

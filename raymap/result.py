@@ -188,6 +188,8 @@ class MappingResult:
                 "seconds",
             )
         }
+        pool = a.get("pool") or {}
+        out["actor_idle_share"] = pool.get("actor_idle_share")  # how long the burst's actors sat waiting
         from raymap.transfer.export import field_summary
 
         out.update({name: field_summary(self, name) for name in self.fields()})

@@ -17,7 +17,7 @@ from conftest import repo_root
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("name", ["overhead", "cellmapper", "outofcore", "transfer"])
+@pytest.mark.parametrize("name", ["overhead", "cellmapper", "outofcore", "transfer", "gpu"])
 def test_quick_mode_writes_json(name, tmp_path):
     env = {
         **os.environ,

@@ -13,23 +13,27 @@ from raymap.sources import ArraySource, NonFiniteRowsError, open_source
 from raymap.topk import merge_topk
 
 
-def _search_all(manifest, xq, k):
+def _search_all(manifest, xq, k, backend="faiss-cpu"):
     parts = [
-        load_searcher(manifest.shard_path(i), s.row_start, manifest.metric, manifest.nprobe, "faiss-cpu").search(xq, k)
+        load_searcher(manifest.shard_path(i), s.row_start, manifest.metric, manifest.nprobe, backend).search(xq, k)
         for i, s in enumerate(manifest.shards)
     ]
     return merge_topk([p[0] for p in parts], [p[1] for p in parts], k)
 
 
+@pytest.mark.parametrize("backend", ["faiss-cpu", "torch-exact"])
 @pytest.mark.parametrize("n_shards", [1, 3])
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
-def test_flat_shards_are_exact(atlas, tmp_path, n_shards, metric):
+def test_flat_shards_are_exact(atlas, tmp_path, n_shards, metric, backend):
+    """Both exact backends (torch's GEMM + top-k runs on CPU here, on CUDA where present) agree with brute force."""
+    if backend == "torch-exact":
+        pytest.importorskip("torch")
     ref = open_source(atlas.reference["parquet"])
     m = build_index(ref, tmp_path, IndexSpec("Flat", metric=metric), n_shards=n_shards, memory_budget="1MiB")
     assert next(s.row_start for s in m.shards) == 0 and m.shards[-1].row_stop == 6_000
     xb = ref.read(0, 6_000)
     xq = open_source(atlas.query["parquet"]).read(0, 200)
-    d, i = _search_all(m, xq, 10)
+    d, i = _search_all(m, xq, 10, backend)
     if metric == "l2":
         exact = np.sqrt(((xq[:, None, :] - xb[None]) ** 2).sum(-1))
     else:

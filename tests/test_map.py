@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
 
@@ -53,7 +54,11 @@ def test_flat_equals_sklearn_and_shards_batches_agree(ray_cluster, big, exact, t
         "2 shards fan-out": dict(n_shards=2, shards_per_actor=1),
         "4 shards fan-out, small units": dict(n_shards=4, shards_per_actor=1, memory_budget="4MiB"),
         "4 shards in one actor": dict(n_shards=4, shards_per_actor=4),
+        # The GPU path's GEMM + top-k, run by the same actors on CPU here: same ids as faiss.
+        "torch-exact, 2 shards fan-out": dict(n_shards=2, shards_per_actor=1, backend="torch-exact"),
     }.items():
+        if kw.get("backend") == "torch-exact" and importlib.util.find_spec("torch") is None:
+            continue
         res = raymap.map(
             big.query["parquet"], big.reference["parquet"], tmp_path / f"{len(runs)}.zarr", k=15, index="Flat", **kw
         )
@@ -63,6 +68,8 @@ def test_flat_equals_sklearn_and_shards_batches_agree(ray_cluster, big, exact, t
     base = runs["1 shard, big units"]
     assert runs["4 shards fan-out, small units"][2] < base[2]  # really more, smaller units
     assert runs["2 shards fan-out"][3]["groups"] == [[0], [1]]
+    usage = base[3]  # the pool reports how long its actors lived and worked
+    assert 0 < usage["actor_busy_s"] <= usage["actor_alive_s"] and 0 <= usage["actor_idle_share"] < 1
     for ids, dist, _, _ in runs.values():
         np.testing.assert_array_equal(ids, base[0])
         np.testing.assert_allclose(dist, base[1], rtol=1e-5)

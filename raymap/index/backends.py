@@ -1,7 +1,8 @@
-"""Search backends behind one Searcher interface: faiss-cpu, faiss-gpu, exact GEMM + top-k on torch/CUDA."""
+"""Search backends behind one Searcher interface: faiss-cpu, faiss-gpu, exact GEMM + top-k in torch."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from typing import Any, Protocol
 
@@ -57,11 +58,15 @@ def _torch_cuda() -> bool:
 
 
 def available_backends() -> list[str]:
-    """Backends usable in this process, CPU always last-resort present."""
+    """Backends usable in this process, CPU always last-resort present.
+
+    ``torch-exact`` is listed wherever torch is installed (on CPU it is a slow, exact reference
+    path); ``auto`` picks it only when torch sees CUDA.
+    """
     out = ["faiss-cpu"]
     if _faiss_gpus() > 0:
         out.append("faiss-gpu")
-    if _torch_cuda():
+    if importlib.util.find_spec("torch") is not None:
         out.append("torch-exact")
     return out
 
@@ -73,7 +78,7 @@ def choose_backend(requested: str, factory: str) -> str:
         return require_usable(requested, have, "index")
     if "faiss-gpu" in have:
         choice, why = "faiss-gpu", "faiss sees a GPU"
-    elif "torch-exact" in have and factory == "Flat":
+    elif "torch-exact" in have and factory == "Flat" and _torch_cuda():
         choice, why = "torch-exact", "CUDA via torch and an exact (Flat) index"
     else:
         choice, why = (
@@ -142,43 +147,53 @@ def _is_ivf(index: Any) -> bool:
 
 
 class TorchExactSearcher:
-    """Exact search as GEMM + top-k on a CUDA device: ||q||² - 2 q·xᵀ + ||x||², batched to memory.
+    """Exact search as GEMM + top-k in torch, on CUDA when torch sees it, else on CPU.
 
-    Runs wherever torch sees CUDA, without faiss-gpu; loads the vectors of a Flat shard.
+    Scores ``||x||² - 2 q·xᵀ`` pick ``k + EXACT_SPARE`` candidates per row; their distances are then
+    recomputed pair by pair (as the Flat faiss path does), so which of two near-tied rows is the
+    k-th does not depend on GEMM rounding or on the sharding. Queries go through in slices sized
+    so the score matrix stays within ``scratch_bytes`` on the device.
     """
 
-    def __init__(self, path: str, row_start: int, metric: str, batch_rows: int = 16_384) -> None:
+    def __init__(
+        self, path: str, row_start: int, metric: str, device: str, threads: int = 1, scratch_bytes: int = 2**30
+    ) -> None:
         import faiss
         import torch
 
         index = faiss.read_index(path)
-        xb = index.reconstruct_n(0, index.ntotal)
-        self.device = torch.device("cuda")
-        self.xb = torch.from_numpy(xb).to(self.device)
+        self.device = torch.device(device)
+        if self.device.type == "cpu":
+            torch.set_num_threads(threads)
+        self.xb = torch.from_numpy(index.reconstruct_n(0, index.ntotal)).to(self.device)
         self.xb_sq = (self.xb * self.xb).sum(1)
         self.ntotal = int(index.ntotal)
-        self.row_start, self.metric, self.batch_rows = row_start, metric, batch_rows
+        self.row_start, self.metric = row_start, metric
+        self.batch_rows = int(min(65_536, max(1, scratch_bytes // max(1, 3 * 4 * self.ntotal))))
 
     def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
-        k = min(k, self.ntotal)
+        kk = min(k + EXACT_SPARE, self.ntotal)
         if self.metric == "cosine":
             xq = normalize_rows(xq)
         out_d, out_i = [], []
-        for s in range(0, len(xq), self.batch_rows):
-            q = torch.from_numpy(np.ascontiguousarray(xq[s : s + self.batch_rows])).to(self.device)
-            sim = q @ self.xb.T
-            if self.metric == "l2":
-                score = (q * q).sum(1, keepdim=True) - 2 * sim + self.xb_sq
-                d, i = torch.topk(score, k, dim=1, largest=False)
-            else:
-                d, i = torch.topk(sim, k, dim=1, largest=True)
-            out_d.append(d.cpu().numpy())
-            out_i.append(i.cpu().numpy().astype(np.int64))
-        ids = np.concatenate(out_i)
-        dist = to_distances(np.concatenate(out_d), ids, self.metric)
-        return sort_rows(dist, ids + self.row_start)
+        with torch.inference_mode():
+            for s in range(0, len(xq), self.batch_rows):
+                # writable + contiguous: torch refuses to wrap read-only (Arrow-backed) memory silently
+                q = torch.from_numpy(np.require(xq[s : s + self.batch_rows], requirements=["C", "W"])).to(self.device)
+                sim = q @ self.xb.T
+                score = self.xb_sq - 2 * sim if self.metric == "l2" else -sim  # ||q||² is constant per row
+                top = torch.topk(score, kk, dim=1, largest=False).indices
+                cand = self.xb[top]  # (rows, kk, dim)
+                if self.metric == "l2":
+                    exact = (cand - q[:, None, :]).square().sum(-1).sqrt()
+                else:
+                    exact = 1.0 - (cand * q[:, None, :]).sum(-1)
+                out_d.append(exact.cpu().numpy())
+                out_i.append(top.cpu().numpy().astype(np.int64))
+        dist, ids = sort_rows(np.concatenate(out_d), np.concatenate(out_i) + self.row_start)
+        return dist[:, :k], ids[:, :k]
 
 
 def load_searcher(
@@ -186,5 +201,5 @@ def load_searcher(
 ) -> Searcher:
     """Open one shard with the named (already resolved) backend."""
     if backend == "torch-exact":
-        return TorchExactSearcher(path, row_start, metric)
+        return TorchExactSearcher(path, row_start, metric, "cuda" if _torch_cuda() else "cpu", threads)
     return FaissSearcher(path, row_start, metric, nprobe, threads, gpu=backend == "faiss-gpu")
