@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 
 from bench._harness import measure, write_record
-from bench.bench_overhead import DATA, plain_loop
+from bench.bench_overhead import DATA, plain_loop, run_raymap
 
 
 def gemm_tflops(device: str, n: int) -> float:
@@ -60,7 +59,6 @@ def main(argv: list[str] | None = None) -> int:
         write_record("gpu", params, {"skipped": line}, line, args.quick)
         return 0
 
-    import raymap
     from raymap import datasets
     from raymap.index import IndexSpec, available_backends, build_index
     from raymap.mapper import unit_rows_for
@@ -86,19 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         with measure() as raw:
             plain_loop(query, manifest, root / "raw.zarr", args.k, chunk_rows, None, threads, backend)
         ensure_ray()
-        shutil.rmtree(root / "raymap.zarr", ignore_errors=True)
-        with measure() as rm:
-            res = raymap.map(
-                query.path,
-                ref.path,
-                root / "raymap.zarr",
-                k=args.k,
-                index="Flat",
-                index_dir=root / "index",
-                backend=backend,
-                memory_budget="2GiB",
-                validate=False,
-            )
+        rm, res = run_raymap(query, ref, root, k=args.k, index="Flat", backend=backend)
         pool = res.attrs.get("pool", {})
         same = MappingStore(root / "raw.zarr").neighbors()[0]
         figures[backend] = {

@@ -46,6 +46,24 @@ def plain_loop(
         weigh_unit(store, start, stop, kern.name, param)
 
 
+def run_raymap(query, ref, root: Path, **kwargs) -> tuple[dict[str, float], object]:
+    """``raymap.map`` of query onto ref into ``root/raymap.zarr`` with the saved index, measured."""
+    import raymap
+
+    shutil.rmtree(root / "raymap.zarr", ignore_errors=True)
+    with measure() as m:
+        res = raymap.map(
+            query.path,
+            ref.path,
+            root / "raymap.zarr",
+            index_dir=root / "index",
+            memory_budget="2GiB",
+            validate=False,
+            **kwargs,
+        )
+    return m, res
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="seconds-long smoke run")
@@ -57,7 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.n_query, args.n_ref, args.repeats = 20_000, 20_000, 1
-    import raymap
     from raymap import datasets
     from raymap.index import IndexSpec, build_index
     from raymap.mapper import unit_rows_for
@@ -83,22 +100,6 @@ def main(argv: list[str] | None = None) -> int:
         "kernel": "gauss",
     }
 
-    def run_raymap() -> tuple[dict[str, float], object]:
-        shutil.rmtree(root / "raymap.zarr", ignore_errors=True)
-        with measure() as m:
-            res = raymap.map(
-                query.path,
-                ref.path,
-                root / "raymap.zarr",
-                k=args.k,
-                index=factory,
-                nprobe=args.nprobe,
-                index_dir=root / "index",
-                memory_budget="2GiB",
-                validate=False,
-            )
-        return m, res
-
     def run_plain() -> dict[str, float]:
         with measure() as m:
             plain_loop(query, manifest, root / "plain.zarr", args.k, chunk_rows, args.nprobe, threads)
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(2)
     rms = []
     for rep in range(args.repeats):
-        m, res = run_raymap()
+        m, res = run_raymap(query, ref, root, k=args.k, index=factory, nprobe=args.nprobe)
         rms.append(m)
         if rep + 1 < args.repeats:
             plains.append(run_plain())
