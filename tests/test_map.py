@@ -13,6 +13,7 @@ from ray import cloudpickle as ray_cloudpickle
 from sklearn.neighbors import NearestNeighbors
 
 import raymap
+from raymap.pool import ShardPool
 from raymap.sources import ArraySource, EmbeddingSource, NonFiniteRowsError, open_source
 from raymap.store import MappingStore, StoreExistsError
 
@@ -194,7 +195,7 @@ def test_bad_input_is_refused_before_work(ray_cluster, atlas, tmp_path):
     assert not any(tmp_path.iterdir())  # nothing was written
 
 
-def test_existing_store_is_kept_unless_asked(ray_cluster, atlas, tmp_path):
+def test_existing_store_is_kept_unless_asked(ray_cluster, atlas, tmp_path, monkeypatch):
     q, r = atlas.query["parquet"], atlas.reference["parquet"]
     out = tmp_path / "m.zarr"
     first = raymap.map(q, r, out, k=5)
@@ -204,7 +205,9 @@ def test_existing_store_is_kept_unless_asked(ray_cluster, atlas, tmp_path):
     with pytest.raises(ValueError, match="cannot resume.*'k': \\(5, 6\\)"):
         raymap.map(q, r, out, k=6, resume=True)
     np.testing.assert_array_equal(MappingStore(out).neighbors()[0], before)  # untouched
-    again = raymap.map(q, r, out, k=5, resume=True)  # all committed: nothing to do
+    with monkeypatch.context() as m:  # all committed: nothing to do, not even starting actors
+        m.setattr(ShardPool, "__enter__", lambda self: pytest.fail("a complete store started a shard pool"))
+        again = raymap.map(q, r, out, k=5, resume=True)
     np.testing.assert_array_equal(again.neighbors()[0], before)
     raymap.map(q, r, out, k=6, overwrite=True)
     assert MappingStore(out).k == 6
