@@ -155,14 +155,12 @@ class TorchExactSearcher:
     so the score matrix stays within ``scratch_bytes`` on the device.
     """
 
-    def __init__(
-        self, path: str, row_start: int, metric: str, device: str, threads: int = 1, scratch_bytes: int = 2**30
-    ) -> None:
+    def __init__(self, path: str, row_start: int, metric: str, threads: int = 1, scratch_bytes: int = 2**30) -> None:
         import faiss
         import torch
 
         index = faiss.read_index(path)
-        self.device = torch.device(device)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.type == "cpu":
             torch.set_num_threads(threads)
         self.xb = torch.from_numpy(index.reconstruct_n(0, index.ntotal)).to(self.device)
@@ -201,5 +199,5 @@ def load_searcher(
 ) -> Searcher:
     """Open one shard with the named (already resolved) backend."""
     if backend == "torch-exact":
-        return TorchExactSearcher(path, row_start, metric, "cuda" if _torch_cuda() else "cpu", threads)
+        return TorchExactSearcher(path, row_start, metric, threads)
     return FaissSearcher(path, row_start, metric, nprobe, threads, gpu=backend == "faiss-gpu")
