@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -136,6 +138,31 @@ def measure() -> Iterator[dict[str, float]]:
         thread.join()
         out["peak_rss_gib"] = round(sampler.peak / 2**30, 3)
         out["hwm_sum_gib"] = round(sampler.hwm_sum / 2**30, 3)
+
+
+class FreshRunError(RuntimeError):
+    """A benchmark's child process failed; ``stderr`` holds what it printed."""
+
+    def __init__(self, what: str, stderr: str) -> None:
+        super().__init__(f"{what} failed: {stderr[-2000:]}")
+        self.stderr = stderr
+
+
+def run_fresh(module: str, args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """``python -m module args`` in a new process from the repo root; its last stdout line is its JSON result.
+
+    A fresh process per measured run gives it its own Ray and its own process tree to measure.
+    """
+    out = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, **(env or {})},
+    )
+    if out.returncode:
+        raise FreshRunError(f"{module} {' '.join(args)}", out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def write_record(name: str, params: dict[str, Any], figures: dict[str, Any], line: str, quick: bool) -> Path:

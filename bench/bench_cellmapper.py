@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from bench._harness import measure, write_record
+from bench._harness import FreshRunError, measure, run_fresh, write_record
 from bench.bench_overhead import DATA
 
 CONTENDERS = ("raymap-flat", "raymap-auto", "cellmapper-faiss", "cellmapper-pynndescent")
@@ -101,12 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := set(contenders) - set(CONTENDERS):
         ap.error(f"unknown contenders {sorted(unknown)}; choose from {CONTENDERS}")
     for name in contenders:
-        cmd = [sys.executable, "-m", "bench.bench_cellmapper", "--one", name, "--n", str(args.n), "--k", str(args.k)]
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
-        if out.returncode:
-            figures[name] = {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
-            continue
-        figures[name] = json.loads(out.stdout.strip().splitlines()[-1])
+        try:
+            figures[name] = run_fresh("bench.bench_cellmapper", ["--one", name, "--n", str(args.n), "--k", str(args.k)])
+        except FreshRunError as e:
+            figures[name] = {"error": e.stderr.strip().splitlines()[-1] if e.stderr.strip() else "failed"}
     for ours, theirs in PAIRS:  # exact vs exact, approximate vs approximate
         a, b = figures.get(ours, {}), figures.get(theirs, {})
         if "seconds" in a and "seconds" in b:

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-from bench._harness import measure, write_record
+from bench._harness import machine, measure, write_record
 from bench.bench_overhead import DATA, plain_loop, run_raymap
 
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             "raymap_peak_rss_gib": rm["peak_rss_gib"],
             "identical_neighbor_ids": bool((same == res.neighbors()[0]).all()),
         }
-    line = f"gpu ({device}, {machine_gpu()}): GEMM FP32 {gemm:.2f} TFLOP/s; " + "; ".join(
+    line = f"gpu ({device}, {machine()['gpu'] or 'no GPU'}): GEMM FP32 {gemm:.2f} TFLOP/s; " + "; ".join(
         f"{b} raymap {f['raymap_seconds']:.1f} s vs raw {f['raw_seconds']:.1f} s = {f['ratio_time']:.2f}x, "
         f"{f['raymap_share_of_gemm']:.1%} of GEMM, actors idle {f['actor_idle_share']:.1%}"
         if isinstance(f, dict) and "raw_seconds" in f
@@ -110,12 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     write_record("gpu", params, figures, line, args.quick)
     return 0
-
-
-def machine_gpu() -> str:
-    import torch
-
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
 
 
 if __name__ == "__main__":

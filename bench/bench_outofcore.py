@@ -14,11 +14,10 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-from bench._harness import measure, write_record
+from bench._harness import measure, run_fresh, write_record
 from bench.bench_overhead import DATA
 
 
@@ -83,21 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     figures = {}
     for n in sizes:
-        cmd = [
-            sys.executable,
-            "-m",
-            "bench.bench_outofcore",
-            "--one",
-            str(n),
-            "--n-ref",
-            str(n_ref),
-            "--memory-budget",
-            args.memory_budget,
-        ] + (["--quick"] if args.quick else [])
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
-        if out.returncode:
-            raise RuntimeError(f"size {n} failed: {out.stderr[-2000:]}")
-        figures[str(n)] = json.loads(out.stdout.strip().splitlines()[-1])
+        one = ["--one", str(n), "--n-ref", str(n_ref), "--memory-budget", args.memory_budget]
+        figures[str(n)] = run_fresh("bench.bench_outofcore", one + (["--quick"] if args.quick else []))
         print(n, figures[str(n)], flush=True)
     peaks = [f["peak_rss_gib"] for f in figures.values()]
     figures["peak_rss_spread"] = round(max(peaks) / min(peaks) - 1, 3)

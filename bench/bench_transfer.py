@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench._harness import measure, write_record
+from bench._harness import measure, run_fresh, write_record
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RAYMAP_BENCH_DATA", ROOT / "bench" / "data"))
@@ -91,12 +90,11 @@ def memory_runs(args: argparse.Namespace) -> dict[str, Any]:
         path = root / f"store-{n}-{args.n_ref}.zarr"
         if not (path / "zarr.json").exists():
             synthetic_store(path, n, args.n_ref, args.k, args.chunk_rows)
-        cmd = [sys.executable, "-m", "bench.bench_transfer", "--worker", str(path), "--n-ref", str(args.n_ref)]
-        cmd += ["--width", str(args.width), "--memory-budget", args.memory_budget]
+        worker = ["--worker", str(path), "--n-ref", str(args.n_ref)]
+        worker += ["--width", str(args.width), "--memory-budget", args.memory_budget]
         runs = {}
         for name, env in (("default", {}), ("malloc_trim", {"MALLOC_TRIM_THRESHOLD_": "0"})):
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env})
-            runs[name] = json.loads(out.stdout.strip().splitlines()[-1])
+            runs[name] = run_fresh("bench.bench_transfer", worker, env)
         figures[f"n{n}"] = {**runs["default"], "malloc_trim": runs["malloc_trim"]}
         figures[f"n{n}"]["rows_per_s"] = round(n / runs["default"]["transfer"]["seconds"])
     small, large = figures[f"n{args.n_query}"], figures[f"n{4 * args.n_query}"]
