@@ -38,3 +38,8 @@ def parse_mapping(text: str | None) -> dict[str, Any]:
             raise argparse.ArgumentTypeError(f"expected key=value, got {part!r}")
         out[key.strip()] = value.strip()
     return out
+
+
+def parse_names(text: str | None) -> list[str] | None:
+    """``a, b,c`` -> ``["a", "b", "c"]`` (empty parts dropped); None when the option was not given."""
+    return [name.strip() for name in text.split(",") if name.strip()] if text else None

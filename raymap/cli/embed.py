@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from raymap.cli._common import progress_bar
+from raymap.cli._common import parse_names, progress_bar
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace, progress: bool = True) -> int:
         pretrained=args.pretrained,
         image_size=args.image_size,
         memory_budget=args.memory_budget,
-        partition_by=[c.strip() for c in args.partition_by.split(",") if c.strip()] if args.partition_by else None,
+        partition_by=parse_names(args.partition_by),
         thumbnail_size=args.thumbnail_size,
         cache_dir=args.cache_dir,
         allow_download=args.allow_download,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from raymap.cli._common import parse_names
+
 
 def _k(text: str) -> int | str:
     if text == "auto":
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         stratify=args.stratify,
         cluster=args.clusters,
         project=None if args.project == "none" else args.project,
-        columns=[c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None,
+        columns=parse_names(args.columns),
         column=args.column,
         cluster_backend=args.cluster_backend,
         project_backend=args.project_backend,
